@@ -1,0 +1,1 @@
+"""Central console receiver: stores every site's alerts once and confirms each back to its site."""

@@ -1,0 +1,266 @@
+"""The one settings tree: a YAML file, overridden by SITEWARDEN_<SECTION>__<KEY> environment variables."""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge.topics import NAME_PATTERN
+
+ENV_PREFIX = "SITEWARDEN_"
+CONFIG_ENV = "SITEWARDEN_CONFIG"
+# Values under these keys are never echoed back in an error message.
+_SECRET_KEYS = frozenset({"password", "secret", "token"})
+
+
+def _readable_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"file {str(path)!r} does not exist")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"file {str(path)!r} is not readable by this user")
+    return path
+
+
+SecretFile = Annotated[Path, AfterValidator(_readable_file)]
+ExistingFile = Annotated[Path, AfterValidator(_readable_file)]
+
+
+def read_secret(path: Path) -> str:
+    """Read a secret from its file, without the trailing newline editors add."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(Section):
+    """TLS for a broker connection."""
+
+    ca_file: ExistingFile | None = Field(default=None, description="CA bundle that signed the broker's certificate; "
+                                         "the system store when unset.")
+    cert_file: ExistingFile | None = Field(default=None, description="Client certificate (PEM), for mutual TLS.")
+    key_file: SecretFile | None = Field(default=None, description="Client private key (PEM), for mutual TLS.")
+    insecure_skip_verify: bool = Field(default=False, description="Skip the broker hostname check. Test rigs only.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+
+class BrokerSettings(Section):
+    """Where an MQTT broker is and how to log in to it."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port (8883 is usual for TLS).")
+    username: str | None = Field(default=None, description="User name, when the broker wants one.")
+    password_file: SecretFile | None = Field(default=None, description="File holding the password (never inline).")
+    password: None = Field(default=None, exclude=True, description="Refused: secrets live in files, see password_file.")
+    tls: TlsSettings | None = Field(default=None, description="TLS settings; plain TCP when unset.")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    reconnect_max_delay_s: float = Field(default=30.0, gt=0, description="Longest wait between reconnect tries.")
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _refuse_inline_password(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("inline secret refused: put the password in a file and set password_file")
+        return None
+
+
+class SiteSettings(Section):
+    """Which site this box guards."""
+
+    id: str = Field(pattern=NAME_PATTERN, description="Short site id used in every topic, e.g. `ams-office`.")
+    name: str = Field(default="", description="Human name of the site, shown in alerts.")
+    timezone: str = Field(default="UTC", description="IANA time zone of the site, e.g. `Europe/Amsterdam`.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+
+class DoorOverride(Section):
+    """Per-door values that differ from the rule defaults."""
+
+    max_open_s: float | None = Field(default=None, gt=0, description="Held-open limit for this door.")
+    grant_window_s: float | None = Field(default=None, gt=0, description="Grant/exit window for this door.")
+
+
+class RulesSettings(Section):
+    """Tuning of the edge's alert rules."""
+
+    grant_window_s: float = Field(default=10.0, gt=0, description="A door opening is authorized by a grant or a "
+                                  "request-to-exit at most this many seconds before it.")
+    late_grant_grace_s: float = Field(default=1.0, ge=0, description="How long to wait for a grant that is "
+                                      "reported just after the door opened, before calling it forced.")
+    max_open_s: float = Field(default=30.0, gt=0, description="A door open longer than this is held open.")
+    silent_after_s: float = Field(default=60.0, gt=0, description="A device that sends heartbeats and then is "
+                                  "silent this long is offline.")
+    suppression_window_s: float = Field(default=300.0, ge=0, description="Repeats of an alert with the same "
+                                        "dedupe key within this window fold into the open alert.")
+    replay_window_s: float = Field(default=86400.0, ge=0, description="On start, rules rebuild their state from "
+                                   "the facts stored in this many past seconds.")
+    doors: dict[str, DoorOverride] = Field(default_factory=dict, description="Per-door overrides, by door id.")
+
+    def max_open_for(self, door: str) -> float:
+        """Held-open limit for one door."""
+        override = self.doors.get(door)
+        return override.max_open_s if override and override.max_open_s else self.max_open_s
+
+    def grant_window_for(self, door: str) -> float:
+        """Grant window for one door."""
+        override = self.doors.get(door)
+        return override.grant_window_s if override and override.grant_window_s else self.grant_window_s
+
+
+class ForwarderSettings(Section):
+    """Sending alerts to the central console's broker."""
+
+    enabled: bool = Field(default=True, description="Forward alerts to the central console.")
+    broker: BrokerSettings = Field(default_factory=BrokerSettings, description="The central console's broker.")
+    ack_timeout_s: float = Field(default=15.0, gt=0, description="Send again what the console has not confirmed "
+                                 "in this many seconds.")
+    max_in_flight: int = Field(default=1000, ge=1, le=65000, description="Messages sent and not yet confirmed.")
+    outbox_max_rows: int = Field(default=200_000, ge=10, description="Outbox bound; when full the oldest "
+                                 "lowest-severity alerts are evicted, with a log line, a counter and an alert.")
+
+
+class EdgeSettings(Section):
+    """The edge service: rules, alert store, forwarder."""
+
+    rules: RulesSettings = Field(default_factory=RulesSettings, description="Alert rule tuning.")
+    forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings, description="Alert forwarding.")
+    fact_retention_days: float = Field(default=30.0, gt=0, description="Stored facts are kept this many days.")
+    stats_interval_s: float = Field(default=10.0, gt=0, description="How often counters are published.")
+
+
+class ConsoleSettings(Section):
+    """The central console receiver (runs centrally, not on the box)."""
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings, description="The central broker to listen on.")
+    client_id: str = Field(default="sitewarden-console", description="MQTT client id; the broker keeps this "
+                           "session's queue while the console restarts.")
+
+
+class LogSettings(Section):
+    """Logging."""
+
+    level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+
+class Settings(BaseSettings):
+    """All of SiteWarden's settings: one section per service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    site: SiteSettings = Field(description="Which site this box guards.")
+    data_dir: Path = Field(default=Path("/var/lib/sitewarden"), description="Databases and evidence live here.")
+    mqtt: BrokerSettings = Field(default_factory=BrokerSettings, description="The local broker every service uses.")
+    edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The central console receiver.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, so SITEWARDEN_<SECTION>__<KEY> overrides what the YAML file says.
+        return (env_settings, init_settings)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config: where, what value, and why."""
+
+    path: str
+    value: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} (got {self.value})"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` names each key path that is wrong."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if k in _SECRET_KEYS else _mask(v) for k, v in value.items()}
+    return value
+
+
+def _short(value: Any, loc: tuple[Any, ...] = ()) -> str:
+    if loc and loc[-1] in _SECRET_KEYS:
+        return "'***'"
+    text = repr(_mask(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load settings from a YAML file (or $SITEWARDEN_CONFIG) plus the environment; ConfigError if wrong."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV)
+    data: Any = {}
+    source = "environment"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(source, [ConfigProblem("(file)", _short(str(path)), err.strerror or str(err))]) from err
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+            raise ConfigError(source, [ConfigProblem(where, "(yaml)", str(getattr(err, "problem", err)))]) from err
+        if not isinstance(data, dict):
+            raise ConfigError(source, [ConfigProblem("(top level)", _short(data), "expected a mapping of sections")])
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        problems = [
+            ConfigProblem(".".join(str(p) for p in e["loc"]) or "(top level)", _short(e.get("input"), e["loc"]),
+                          e["msg"])
+            for e in err.errors()
+        ]
+        raise ConfigError(source, problems) from err

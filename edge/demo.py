@@ -1,0 +1,185 @@
+"""`sitewarden demo`: brokers, every installed service as its own process, simulated devices, live alerts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from edge import topics
+from edge.alerts import AlertMessage, ConsoleAck
+from edge.brokers import Broker, start_broker
+from edge.bus import Bus, Inbound
+from edge.config import Settings, load_settings
+from edge.services import discover
+
+logger = logging.getLogger(__name__)
+
+SITE = "demo"
+STOP_DEADLINE_S = 10.0
+
+
+def demo_config(data_dir: Path, local_port: int, central_port: int) -> dict[str, Any]:
+    """The settings the demo runs with: short rule windows so alerts show within seconds."""
+    return {
+        "site": {"id": SITE, "name": "SiteWarden demo", "timezone": "Europe/Amsterdam"},
+        "data_dir": str(data_dir),
+        "mqtt": {"host": "127.0.0.1", "port": local_port},
+        "edge": {
+            "rules": {"grant_window_s": 5, "late_grant_grace_s": 1, "max_open_s": 8, "silent_after_s": 20},
+            "forwarder": {"broker": {"host": "127.0.0.1", "port": central_port}, "ack_timeout_s": 5},
+            "stats_interval_s": 5,
+        },
+        "console": {"broker": {"host": "127.0.0.1", "port": central_port}},
+        "log": {"level": "INFO"},
+    }
+
+
+class AlertPrinter:
+    """Prints alert lifecycle messages and console confirmations as they happen."""
+
+    def __init__(self, settings: Settings, out: Any = None) -> None:
+        self.out = out or sys.stdout
+        self.seen: dict[str, int] = {}
+        self.confirmed = 0
+        self._lock = threading.Lock()
+        self.local = Bus(settings.mqtt, client_id=f"sitewarden-{SITE}-demo-tail", site=SITE, service=None)
+        self.central = Bus(settings.edge.forwarder.broker, client_id=f"sitewarden-{SITE}-demo-watch",
+                           site=SITE, service=None)
+        self.local.subscribe(topics.alerts_filter(SITE))
+        self.central.subscribe(topics.console_ack_topic(SITE))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="demo-printer", daemon=True)
+
+    def start(self) -> None:
+        self.local.start()
+        self.central.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.local.stop()
+        self.central.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for bus in (self.local, self.central):
+                while not bus.inbox.empty():
+                    item = bus.inbox.get()
+                    if isinstance(item, Inbound):
+                        self._show(item)
+            self._stop.wait(0.1)
+
+    def _show(self, item: Inbound) -> None:
+        topic = topics.parse_topic(item.topic)
+        if topic is None:
+            return
+        if topic.kind == "console_ack":
+            with self._lock:
+                self.confirmed += len(ConsoleAck.model_validate_json(item.payload).message_ids)
+            return
+        if topic.kind == "alert":
+            print(format_alert_message(AlertMessage.model_validate_json(item.payload)), file=self.out, flush=True)
+            with self._lock:
+                self.seen[topic.name or ""] = self.seen.get(topic.name or "", 0) + 1
+
+
+def format_alert_message(message: AlertMessage) -> str:
+    """One readable line per lifecycle message."""
+    a = message.alert
+    when = (a.last_seen_at if message.type != "end" else (a.resolved_at or a.last_seen_at)).astimezone()
+    where = a.door or a.device or a.zone or "-"
+    extra = ""
+    if a.count > 1:
+        extra += f" x{a.count}"
+    if message.type == "end" and a.resolved_by:
+        extra += f" resolved by {a.resolved_by}"
+    elif a.state.value == "acknowledged":
+        extra += f" acknowledged by {a.acknowledged_by}"
+    if a.note and message.type != "new":
+        extra += f" ({a.note})"
+    return (f"{when:%H:%M:%S}  {message.type.upper():6} {a.severity.value:8} {a.kind:18} {where:14} "
+            f"{a.title}{extra}  [{a.alert_id}]")
+
+
+def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
+    """Run the whole appliance with simulated devices; returns the exit code."""
+    data_dir = data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    click.echo("SiteWarden demo: starting brokers")
+    local, local_desc = start_broker(broker_kind, data_dir / "brokers")
+    central, central_desc = start_broker(broker_kind, data_dir / "brokers")
+    brokers: list[Broker] = [local, central]
+    click.echo(f"  local broker:   {local_desc}")
+    click.echo(f"  central broker: {central_desc}")
+    config_path = data_dir / "demo-config.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(data_dir, local.port, central.port), sort_keys=False))
+    settings = load_settings(config_path)
+    specs = discover()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stop = threading.Event()
+    sims: list[threading.Thread] = []
+    printer = AlertPrinter(settings)
+    code = 0
+    try:
+        for name in specs:
+            log = open(logs / f"{name}.log", "ab")
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "edge.cli", "--config", str(config_path), "run", name],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        click.echo(f"  services: {', '.join(procs)} (logs in {logs})")
+        printer.start()
+        for name, spec in specs.items():
+            if spec.simulate is not None:
+                thread = threading.Thread(target=spec.simulate, args=(settings, stop), name=f"sim-{name}",
+                                          daemon=True)
+                thread.start()
+                sims.append(thread)
+        click.echo(f"  simulators: {', '.join(n for n, s in specs.items() if s.simulate) or 'none'}")
+        limit = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
+        click.echo(f"Running {limit}. Alerts appear below as they happen:\n")
+        started = time.monotonic()
+        while duration_s is None or time.monotonic() - started < duration_s:
+            dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
+            if dead:
+                for name, rc in dead.items():
+                    tail = (logs / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
+                    click.echo(f"\nservice {name} exited with code {rc}; last log lines:", err=True)
+                    click.echo("\n".join(f"  {line}" for line in tail), err=True)
+                code = 1
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        click.echo("\nstopping")
+    finally:
+        stop.set()
+        for thread in sims:
+            thread.join(STOP_DEADLINE_S)
+        time.sleep(1.0)  # let the last confirmations arrive before the printer goes
+        printer.stop()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for broker in brokers:
+            broker.stop()
+    total = sum(printer.seen.values())
+    click.echo(f"\nDemo finished: {total} alert messages on the local broker "
+               f"({', '.join(f'{k} {v}' for k, v in sorted(printer.seen.items())) or 'none'}); "
+               f"{printer.confirmed} confirmed by the console.")
+    return code

@@ -1,0 +1,199 @@
+"""Typed facts: the envelope every message carries, each fact kind, and the one union consumers parse."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from edge.ids import new_id
+from edge.topics import NAME_PATTERN
+
+SCHEMA_VERSION = 1
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="Lower-case id: letters, digits, _ . -")]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class Event(BaseModel):
+    """The envelope of every fact: who said what, where and when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=new_id, description="Time-sortable unique id (UUIDv7).")
+    occurred_at: UtcDatetime = Field(default_factory=utcnow, description="When it happened, in UTC.")
+    site: Name = Field(description="Site id of the box that saw it.")
+    source: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$",
+        description="`service/device` that produced the fact.",
+    )
+    v: Literal[1] = Field(default=SCHEMA_VERSION, description="Schema version of the envelope and body.")
+
+    @property
+    def service(self) -> str:
+        """The service half of `source`."""
+        return self.source.split("/", 1)[0]
+
+    @property
+    def device(self) -> str:
+        """The device half of `source`."""
+        return self.source.split("/", 1)[1]
+
+
+class DoorOpened(Event):
+    """A door's contact reported it open."""
+
+    kind: Literal["door_opened"] = "door_opened"
+    door: Name = Field(description="Door id from the site config.")
+
+
+class DoorClosed(Event):
+    """A door's contact reported it closed."""
+
+    kind: Literal["door_closed"] = "door_closed"
+    door: Name = Field(description="Door id from the site config.")
+
+
+class AccessGranted(Event):
+    """A credential was accepted at a door and the lock released."""
+
+    kind: Literal["access_granted"] = "access_granted"
+    door: Name = Field(description="Door id from the site config.")
+    credential: str = Field(description="Masked credential, e.g. `26bit:12/****5`; never the full number.")
+    cardholder: str | None = Field(default=None, description="Cardholder name or id, when known.")
+    allowed_entries: int = Field(default=1, ge=1, description="How many people this grant lets in.")
+
+
+class AccessDenied(Event):
+    """A credential was refused at a door."""
+
+    kind: Literal["access_denied"] = "access_denied"
+    door: Name = Field(description="Door id from the site config.")
+    credential: str = Field(description="Masked credential; never the full number.")
+    reason: str = Field(description="Why it was refused, e.g. `unknown_card`, `outside_schedule`.")
+
+
+class ExitRequested(Event):
+    """Someone pressed the request-to-exit button (or a motion sensor fired) on the inside of a door."""
+
+    kind: Literal["exit_requested"] = "exit_requested"
+    door: Name = Field(description="Door id from the site config.")
+
+
+DeviceType = Literal["service", "reader", "camera", "sensor", "controller", "radio", "interface"]
+
+
+class DeviceWentOffline(Event):
+    """A service, reader, camera or sensor stopped answering."""
+
+    kind: Literal["device_went_offline"] = "device_went_offline"
+    device_id: str = Field(description="Device id, unique on the site (e.g. `badge/reader-1`).")
+    device_type: DeviceType = Field(description="What kind of device it is.")
+    reason: str = Field(default="", description="What was seen, e.g. `no poll reply`, `will message`.")
+
+
+class DeviceCameOnline(Event):
+    """A service, reader, camera or sensor answers again."""
+
+    kind: Literal["device_came_online"] = "device_came_online"
+    device_id: str = Field(description="Device id, unique on the site (e.g. `badge/reader-1`).")
+    device_type: DeviceType = Field(description="What kind of device it is.")
+
+
+class HeartbeatSent(Event):
+    """A device says it is alive; a device that sends heartbeats and then falls silent is offline."""
+
+    kind: Literal["heartbeat_sent"] = "heartbeat_sent"
+    device_id: str = Field(description="Device id, unique on the site (e.g. `vision/cam-lobby`).")
+    device_type: DeviceType = Field(description="What kind of device it is.")
+    interval_s: float = Field(gt=0, description="Seconds until the next heartbeat.")
+
+
+FACT_TYPES: tuple[type[Event], ...] = (
+    DoorOpened,
+    DoorClosed,
+    AccessGranted,
+    AccessDenied,
+    ExitRequested,
+    DeviceWentOffline,
+    DeviceCameOnline,
+    HeartbeatSent,
+)
+
+Fact = Annotated[
+    DoorOpened
+    | DoorClosed
+    | AccessGranted
+    | AccessDenied
+    | ExitRequested
+    | DeviceWentOffline
+    | DeviceCameOnline
+    | HeartbeatSent,
+    Field(discriminator="kind"),
+]
+FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)
+FACT_KINDS: frozenset[str] = frozenset(t.model_fields["kind"].default for t in FACT_TYPES)
+
+
+class PayloadError(ValueError):
+    """A message body that is not a fact we can read; `reason` is a short stable label for counting."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class UnknownKind(PayloadError):
+    """A well-formed message of a kind this version does not know (counted, not fatal)."""
+
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def parse_fact(payload: bytes) -> Event:
+    """Parse one message body into its fact model, or raise PayloadError saying why not."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PayloadError("not_utf8", str(err)) from err
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PayloadError("not_json", str(err)) from err
+    if not isinstance(data, dict):
+        raise PayloadError("not_object", f"top level is {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in FACT_KINDS:
+        raise UnknownKind("unknown_kind", f"kind {kind!r}")
+    try:
+        return FACT_ADAPTER.validate_python(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PayloadError("bad_schema", f"{kind}: {where}: {first['msg']} ({err.error_count()} errors)") from err
+
+
+def dump_event(event: BaseModel) -> bytes:
+    """Serialize an event or alert message for the wire."""
+    return event.model_dump_json().encode()
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every fact kind, keyed by kind."""
+    return {t.model_fields["kind"].default: t.model_json_schema() for t in FACT_TYPES}

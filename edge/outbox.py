@@ -1,0 +1,98 @@
+"""The forwarder's outbox: alert messages kept in sqlite until the central console confirms them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlite_utils
+
+logger = logging.getLogger(__name__)
+
+# Overflow ends (and may be reported again) when the outbox drains below this share of its bound.
+OVERFLOW_CLEAR_RATIO = 0.9
+
+
+@dataclass(frozen=True)
+class Row:
+    """One message waiting for the console."""
+
+    seq: int
+    message_id: str
+    topic: str
+    payload: bytes
+
+
+class Outbox:
+    """Bounded, durable, ordered by the site's sequence number.
+
+    When full it evicts the oldest message of the lowest severity, counts it, and calls `on_overflow`
+    once per overflow episode so the edge can raise an alert about it: never a silent loss.
+    """
+
+    def __init__(self, db: sqlite_utils.Database, max_rows: int,
+                 on_overflow: Callable[[int], None] | None = None) -> None:
+        self.db = db
+        self.max_rows = max_rows
+        self.on_overflow = on_overflow
+        self.evicted_total = 0
+        self._episode_evicted = 0
+        self._overflowing = False
+        self.depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def add(self, seq: int, message_id: str, severity_rank: int, topic: str, payload: bytes) -> None:
+        """Store one message (inside the caller's transaction), evicting if the outbox is full."""
+        while self.depth >= self.max_rows:
+            self._evict_one()
+        self.db.execute(
+            "INSERT INTO outbox (seq, message_id, severity_rank, topic, payload) VALUES (?, ?, ?, ?, ?)",
+            [seq, message_id, severity_rank, topic, payload],
+        )
+        self.depth += 1
+
+    def _evict_one(self) -> None:
+        row = self.db.execute(
+            "SELECT seq, message_id, severity_rank FROM outbox ORDER BY severity_rank, seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            self.depth = 0
+            return
+        self.db.execute("DELETE FROM outbox WHERE seq = ?", [row[0]])
+        self.depth -= 1
+        self.evicted_total += 1
+        self._episode_evicted += 1
+        if not self._overflowing:
+            self._overflowing = True
+            logger.error(
+                "outbox full at %d messages: evicting the oldest lowest-severity ones (first: seq %d, "
+                "severity rank %d); the console will not receive them", self.max_rows, row[0], row[2],
+            )
+            if self.on_overflow is not None:
+                self.on_overflow(self.max_rows)
+
+    def after_confirm(self) -> None:
+        """Close an overflow episode once the outbox drained."""
+        if self._overflowing and self.depth < self.max_rows * OVERFLOW_CLEAR_RATIO:
+            logger.warning("outbox below its bound again; %d messages were evicted in this overflow",
+                           self._episode_evicted)
+            self._overflowing = False
+            self._episode_evicted = 0
+
+    def confirm(self, message_ids: list[str]) -> int:
+        """Delete what the console confirmed (inside the caller's transaction); returns rows removed."""
+        removed = 0
+        for start in range(0, len(message_ids), 500):
+            chunk = message_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            removed += self.db.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})", chunk).rowcount
+        self.depth -= removed
+        self.after_confirm()
+        return removed
+
+    def after(self, seq: int, limit: int) -> list[Row]:
+        """Messages from `seq` on, in order."""
+        rows = self.db.execute(
+            "SELECT seq, message_id, topic, payload FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?", [seq, limit]
+        ).fetchall()
+        return [Row(*r) for r in rows]

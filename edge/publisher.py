@@ -1,0 +1,97 @@
+"""Durable publishing: a message is in the service's database before paho sees it, and leaves at PUBACK."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import sqlite_utils
+
+from edge.bus import Bus
+from edge.store import Migration
+
+logger = logging.getLogger(__name__)
+
+
+def _create_publish_queue(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE publish_queue (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               topic TEXT NOT NULL,
+               payload BLOB NOT NULL,
+               qos INTEGER NOT NULL,
+               retain INTEGER NOT NULL,
+               created_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
+           )"""
+    )
+
+
+MIGRATIONS = (Migration("publish_queue_v1", _create_publish_queue),)
+
+
+class DurablePublisher:
+    """Queue of messages for the local broker, kept in sqlite until the broker acknowledged them.
+
+    `enqueue()` runs inside the caller's transaction, so a message is stored with the change that made it.
+    `flush()` (after commit) hands new rows to paho; `reap()` deletes the rows whose PUBACK came. After a
+    restart every row still present is sent again: at-least-once, and consumers dedupe by event id.
+    One thread (the service's own loop) calls all three.
+    """
+
+    def __init__(self, db: sqlite_utils.Database, bus: Bus) -> None:
+        self.db = db
+        self.bus = bus
+        self._last_sent_id = 0
+        self._mid_to_row: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def enqueue(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Store a message to publish; call inside the transaction that made it."""
+        self.db.execute(
+            "INSERT INTO publish_queue (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+            [topic, payload, qos, int(retain)],
+        )
+
+    def flush(self) -> int:
+        """Hand committed rows not yet given to paho; paho keeps them across reconnects. Returns the count."""
+        rows = self.db.execute(
+            "SELECT id, topic, payload, qos, retain FROM publish_queue WHERE id > ? ORDER BY id LIMIT 5000",
+            [self._last_sent_id],
+        ).fetchall()
+        for row_id, topic, payload, qos, retain in rows:
+            # Hold our lock across publish and the mid record so reap() never sees an unknown mid.
+            with self._lock:
+                info = self.bus.publish(topic, payload, qos=qos, retain=bool(retain))
+                if qos > 0:
+                    self._mid_to_row[info.mid] = row_id
+            self._last_sent_id = row_id
+        if rows:
+            zero = [r[0] for r in rows if r[3] == 0]
+            if zero:
+                self._delete(zero)
+        return len(rows)
+
+    def reap(self) -> int:
+        """Delete rows the broker acknowledged; returns how many."""
+        done = []
+        while True:
+            try:
+                mid = self.bus.published.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                row_id = self._mid_to_row.pop(mid, None)
+            if row_id is not None:
+                done.append(row_id)
+        if done:
+            self._delete(done)
+        return len(done)
+
+    def pending(self) -> int:
+        """Rows not yet acknowledged by the broker."""
+        return int(self.db.execute("SELECT count(*) FROM publish_queue").fetchone()[0])
+
+    def _delete(self, ids: list[int]) -> None:
+        with self.db.conn:
+            self.db.conn.executemany("DELETE FROM publish_queue WHERE id = ?", [(i,) for i in ids])

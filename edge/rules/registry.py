@@ -1,0 +1,13 @@
+"""The rules the edge runs, built from settings."""
+
+from __future__ import annotations
+
+from edge.config import RulesSettings
+from edge.rules.base import Rule
+from edge.rules.device import DeviceOfflineRule
+from edge.rules.door import DoorForcedRule, DoorHeldRule
+
+
+def build_rules(settings: RulesSettings) -> list[Rule]:
+    """Every shipped rule, configured."""
+    return [DoorForcedRule(settings), DoorHeldRule(settings), DeviceOfflineRule(settings)]

@@ -1,0 +1,62 @@
+"""The edge database's schema, as an ordered list of migrations."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from edge import publisher
+from edge.store import Migration, run_script
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE facts (
+            event_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            occurred_at REAL NOT NULL,
+            received_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX facts_occurred ON facts (occurred_at);
+        CREATE TABLE alerts (
+            alert_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            state TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL,
+            door TEXT,
+            device TEXT,
+            raised_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX alerts_dedupe ON alerts (dedupe_key, state);
+        CREATE INDEX alerts_raised ON alerts (raised_at);
+        CREATE TABLE alert_triggers (
+            trigger TEXT PRIMARY KEY,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id)
+        );
+        CREATE TABLE alert_messages (
+            seq INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            alert_id TEXT NOT NULL REFERENCES alerts (alert_id),
+            type TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            severity_rank INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            payload BLOB NOT NULL
+        );
+        CREATE INDEX outbox_eviction ON outbox (severity_rank, seq);
+        """
+    )
+
+
+MIGRATIONS = (*publisher.MIGRATIONS, Migration("edge_v1", _initial))

@@ -1,0 +1,44 @@
+"""How services plug in: each declares a ServiceSpec under the `sitewarden.services` entry-point group."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from edge.config import Settings
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "sitewarden.services"
+
+RunFunction = Callable[[Settings, threading.Event], None]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service the CLI can run: its run function and, for `sitewarden demo`, its simulator."""
+
+    name: str
+    summary: str
+    run: RunFunction
+    simulate: RunFunction | None = None
+    on_box: bool = True
+
+
+def discover() -> dict[str, ServiceSpec]:
+    """Every installed service, by name."""
+    found: dict[str, ServiceSpec] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            spec = ep.load()
+        except Exception:  # a broken plug-in must not take the CLI down with it
+            logger.exception("service %s (%s) failed to load", ep.name, ep.value)
+            continue
+        if not isinstance(spec, ServiceSpec):
+            logger.error("entry point %s (%s) is not a ServiceSpec", ep.name, ep.value)
+            continue
+        found[ep.name] = spec
+    return dict(sorted(found.items()))

@@ -1,0 +1,83 @@
+"""sqlite databases: one per service under the data directory, WAL mode, migrations recorded in the database."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; its name is recorded in `_migrations` once applied."""
+
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+class StoreError(Exception):
+    """A service's database cannot be opened or migrated."""
+
+
+def open_database(path: Path, migrations: Sequence[Migration]) -> sqlite_utils.Database:
+    """Open (creating) a service database in WAL mode and apply the migrations it has not seen yet.
+
+    `synchronous=FULL` makes a commit survive power loss, which is what "written durably before it is
+    published" promises; callers batch writes into one transaction to keep that cheap.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+        db = sqlite_utils.Database(conn)
+        db.enable_wal()
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrate(db, migrations)
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open database {path}: {err}") from err
+    return db
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; return the names applied."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        # An explicit BEGIN: Python's sqlite3 would run DDL outside any transaction.
+        db.conn.execute("BEGIN")
+        try:
+            migration.apply(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                [migration.name, datetime.now(UTC).isoformat()],
+            )
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
+        logger.info("applied migration %s", migration.name)
+        applied.append(migration.name)
+    return applied
+
+
+def database_path(data_dir: Path, service: str) -> Path:
+    """Where a service keeps its database."""
+    return data_dir / f"{service}.db"
+
+
+def run_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run `;`-separated statements inside the current transaction (executescript would commit first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)

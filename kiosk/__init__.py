@@ -1,0 +1,1 @@
+"""Visitor kiosk at reception and the reception console, a FastAPI web app (issue 4)."""

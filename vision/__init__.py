@@ -1,0 +1,1 @@
+"""Camera tailgating detection: capture, TFLite person detection, tracking and door-line counts (issue 5)."""

@@ -1,0 +1,53 @@
+# SiteWarden: `make demo` runs the whole appliance locally, `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+
+.PHONY: demo test lint schemas system-deps test-system-deps clean
+
+# Debian's python3 needs python3-venv for `-m venv`; install it when we can, say how when we cannot.
+$(VENV)/bin/python:
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
+	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
+	    echo ">> installing python3-venv (Debian package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "python3 cannot make a venv: run 'sudo apt-get install python3-venv' and try again" >&2; exit 1; fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed-demo: $(VENV)/bin/python pyproject.toml
+	@echo ">> installing SiteWarden into $(VENV)"
+	$(PY) -m pip install -q -e '.[demo]'
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
+	@echo ">> installing SiteWarden and its test tools into $(VENV)"
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/sitewarden demo $(if $(DURATION),--duration $(DURATION))
+
+# Debian packages the tests use: a real mosquitto broker. Installed when running as root.
+test-system-deps:
+	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
+	    echo ">> installing mosquitto (Debian package) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	  else echo "the tests need mosquitto: run 'sudo apt-get install mosquitto' (or make test as root)" >&2; exit 1; fi; \
+	fi
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+
+test: $(VENV)/.installed-dev test-system-deps lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+schemas: $(VENV)/.installed-dev
+	$(VENV)/bin/sitewarden schema --out docs/schemas
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,124 @@
+"""Config: YAML plus environment overrides, key paths in every error, secrets only from files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.config import ConfigError, load_settings
+
+CLI = [sys.executable, "-m", "edge.cli"]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_passes_check(tmp_path: Path) -> None:
+    example = subprocess.run([*CLI, "config", "example"], capture_output=True, text=True, check=True).stdout
+    path = _write(tmp_path, example)
+    done = subprocess.run([*CLI, "config", "check", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "ok (site ams-office" in done.stdout
+
+
+def test_config_check_lists_every_problem_with_key_path_and_exits_1(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+site: {id: "Not A Slug", timezone: Mars/Olympus}
+mqtt: {port: 70000}
+edge:
+  rules: {max_open_s: 0, colour: blue}
+  forwarder: {broker: {tls: {cert_file: /nonexistent/cert.pem}}}
+""")
+    done = subprocess.run([*CLI, "config", "check", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    err = done.stderr
+    for key in ("site.id:", "site.timezone:", "mqtt.port:", "edge.rules.max_open_s:", "edge.rules.colour:",
+                "edge.forwarder.broker.tls.cert_file:"):
+        assert key in err, f"{key} missing from:\n{err}"
+    assert "6 problem(s)" in err
+    assert "value: 70000" in err
+    assert "does not exist" in err
+
+
+def test_inline_password_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "site: {id: s1}\nmqtt: {username: edge, password: hunter2}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    (problem,) = caught.value.problems
+    assert problem.path == "mqtt.password"
+    assert "password_file" in problem.message
+    assert "hunter2" not in str(caught.value)
+
+
+def test_password_is_read_from_its_file(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt.password"
+    secret.write_text("s3cret\n")
+    path = _write(tmp_path, f"site: {{id: s1}}\nmqtt: {{username: edge, password_file: {secret}}}\n")
+    settings = load_settings(path)
+    from edge.config import read_secret
+
+    assert settings.mqtt.password_file is not None
+    assert read_secret(settings.mqtt.password_file) == "s3cret"
+
+
+def test_environment_overrides_yaml_with_double_underscore_nesting(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "site: {id: s1}\nedge: {rules: {max_open_s: 30, grant_window_s: 7}}\n")
+    monkeypatch.setenv("SITEWARDEN_EDGE__RULES__MAX_OPEN_S", "45")
+    monkeypatch.setenv("SITEWARDEN_MQTT__PORT", "1884")
+    settings = load_settings(path)
+    assert settings.edge.rules.max_open_s == 45
+    assert settings.edge.rules.grant_window_s == 7  # the rest of the section still comes from YAML
+    assert settings.mqtt.port == 1884
+
+
+def test_bad_environment_override_names_its_key_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "site: {id: s1}\n")
+    monkeypatch.setenv("SITEWARDEN_EDGE__RULES__MAX_OPEN_S", "forever")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [p.path for p in caught.value.problems] == ["edge.rules.max_open_s"]
+
+
+def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, "site: {id: from-env}\n")
+    monkeypatch.setenv("SITEWARDEN_CONFIG", str(path))
+    assert load_settings().site.id == "from-env"
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = _write(tmp_path, "site:\n  id: s1\n  name: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems[0].path.startswith("line 4")
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run([*CLI, "config", "check", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "No such file or directory" in done.stderr
+
+
+def test_every_settings_field_has_a_description() -> None:
+    from pydantic import BaseModel
+
+    from edge.config import Settings
+
+    missing = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if not field.description:
+                missing.append(prefix + name)
+            for arg in getattr(field.annotation, "__args__", (field.annotation,)):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    walk(arg, f"{prefix}{name}.")
+
+    walk(Settings, "")
+    assert missing == []

@@ -17,7 +17,7 @@ from edge.bus import Bus, Inbound, LinkChanged
 from edge.config import Settings
 from edge.rejects import RejectLog
 from edge.services import ServiceSpec
-from edge.store import database_path, open_database
+from edge.store import database_path, open_database, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ConsoleReceiver:
                 break
         confirm: dict[str, list[str]] = defaultdict(list)
         handled: list[Inbound] = []
-        with self.db.conn:
+        with transaction(self.db):
             for item in batch:
                 if isinstance(item, LinkChanged):
                     continue

@@ -9,7 +9,7 @@ import threading
 import sqlite_utils
 
 from edge.bus import Bus
-from edge.store import Migration
+from edge.store import Migration, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -93,5 +93,5 @@ class DurablePublisher:
         return int(self.db.execute("SELECT count(*) FROM publish_queue").fetchone()[0])
 
     def _delete(self, ids: list[int]) -> None:
-        with self.db.conn:
+        with transaction(self.db):
             self.db.conn.executemany("DELETE FROM publish_queue WHERE id = ?", [(i,) for i in ids])

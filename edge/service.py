@@ -35,7 +35,7 @@ from edge.rules.base import AlertDraft, Rule
 from edge.rules.registry import build_rules
 from edge.schema import MIGRATIONS
 from edge.services import ServiceSpec
-from edge.store import database_path, open_database
+from edge.store import database_path, open_database, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class EdgeService:
         self.counts: dict[str, int] = {"facts_received": 0, "facts_duplicate": 0}
         self._last_prune = 0.0
         self._last_stats = 0.0
+        self._replay()
 
     # RuleContext
 
@@ -114,7 +115,8 @@ class EdgeService:
     def _outbox_overflowed(self, max_rows: int) -> None:
         now = utcnow()
         self.alerts.raise_alert(AlertDraft(
-            kind="outbox_overflowed", severity=Severity.HIGH,
+            # Critical, so that it outlives the messages it reports on when eviction goes on.
+            kind="outbox_overflowed", severity=Severity.CRITICAL,
             title=f"Alert outbox full ({max_rows} messages): oldest low-severity alerts are being dropped",
             dedupe_key="outbox_overflowed", trigger=now.isoformat(), at=now,
         ))
@@ -123,7 +125,6 @@ class EdgeService:
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set."""
-        self._replay()
         self.local.subscribe(topics.facts_filter(self.site))
         self.local.subscribe(topics.status_filter(self.site))
         self.local.subscribe(topics.commands_filter(self.site, "edge"))
@@ -147,7 +148,7 @@ class EdgeService:
         """One batch: drain, handle and tick in one transaction, then ack, publish and forward."""
         batch = self._drain(timeout_s)
         handled: list[Inbound] = []
-        with self.db.conn:
+        with transaction(self.db):
             for item in batch:
                 if isinstance(item, LinkChanged):
                     if item.bus is self.central and self.forwarder is not None:
@@ -281,7 +282,7 @@ class EdgeService:
             [since, REPLAY_MAX_FACTS],
         ).fetchall()
         started = time.monotonic()
-        with self.db.conn:
+        with transaction(self.db):
             for (payload,) in rows:
                 fact = parse_fact(payload.encode())
                 if fact.source == AVAILABILITY_SOURCE:

@@ -134,6 +134,9 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Shut the broker and its loop down."""
+        # amqtt reports its own cancelled tasks as errors while shutting down: not ours to show.
+        for name in ("amqtt", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(START_DEADLINE_S)
         except Exception:  # shutting down anyway

@@ -59,6 +59,11 @@ class AlertPrinter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="demo-printer", daemon=True)
 
+    def pending(self) -> bool:
+        """Alert messages shown that the console has not confirmed yet."""
+        with self._lock:
+            return self.confirmed < sum(self.seen.values())
+
     def start(self) -> None:
         self.local.start()
         self.central.start()
@@ -96,7 +101,13 @@ class AlertPrinter:
 def format_alert_message(message: AlertMessage) -> str:
     """One readable line per lifecycle message."""
     a = message.alert
-    when = (a.last_seen_at if message.type != "end" else (a.resolved_at or a.last_seen_at)).astimezone()
+    if message.type == "new":
+        when = a.raised_at
+    elif message.type == "end":
+        when = a.resolved_at or a.last_seen_at
+    else:
+        when = a.acknowledged_at if a.state.value == "acknowledged" and a.acknowledged_at else a.last_seen_at
+    when = when.astimezone()
     where = a.door or a.device or a.zone or "-"
     extra = ""
     if a.count > 1:
@@ -166,7 +177,10 @@ def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
         stop.set()
         for thread in sims:
             thread.join(STOP_DEADLINE_S)
-        time.sleep(1.0)  # let the last confirmations arrive before the printer goes
+        # Let the console confirm what was raised last before the printer goes.
+        end = time.monotonic() + STOP_DEADLINE_S
+        while code == 0 and printer.pending() and time.monotonic() < end:
+            time.sleep(0.1)
         printer.stop()
         for proc in procs.values():
             if proc.poll() is None:

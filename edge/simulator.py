@@ -20,7 +20,8 @@ HEARTBEAT_S = 5.0
 def run_door_script(settings: Settings, stop: threading.Event) -> None:
     """Play the script until `stop`; it repeats so a long demo keeps producing alerts."""
     site = settings.site.id
-    bus = Bus(settings.mqtt, client_id=f"sitewarden-{site}-doorsim", site=site, service=SERVICE)
+    # No availability topic: the demo stops the simulator first, and that is not an outage to alert on.
+    bus = Bus(settings.mqtt, client_id=f"sitewarden-{site}-doorsim", site=site, service=None)
     bus.start()
     if not bus.connected.wait(10):
         logger.error("door simulator cannot reach the local broker %s", bus.where)

@@ -1,0 +1,29 @@
+"""`sitewarden demo`, as a user runs it: both door alerts appear within 30 s and the console confirms them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+def test_demo_shows_forced_and_held_door_alerts_within_30_s(tmp_path: Path, broker: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "demo", "--duration", "30", "--broker", broker,
+         "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120,
+    )
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert re.search(r"NEW +high +door_forced_open +front ", out), out
+    assert re.search(r"NEW +medium +door_held_open +back-office ", out), out
+    assert re.search(r"END +medium +door_held_open +back-office .*resolved by rule:door_held_open", out), out
+    summary = re.search(r"Demo finished: (\d+) alert messages .*; (\d+) confirmed by the console", out)
+    assert summary, out
+    shown, confirmed = int(summary[1]), int(summary[2])
+    assert shown >= 3 and confirmed == shown, out
+    assert "Traceback" not in done.stderr, done.stderr

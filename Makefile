@@ -36,7 +36,7 @@ test-system-deps:
 	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
 	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo ">> installing mosquitto (Debian package) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto openssl >/dev/null; \
 	  else echo "the tests need mosquitto: run 'sudo apt-get install mosquitto' (or make test as root)" >&2; exit 1; fi; \
 	fi
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -57,6 +58,8 @@ def find_mosquitto() -> str | None:
 
 
 MOSQUITTO_CONF = """\
+# Run as whoever started it: as root mosquitto would switch to `mosquitto` and lose its own files.
+user {user}
 listener {port} 127.0.0.1
 allow_anonymous true
 # Queue for disconnected persistent sessions without the default 1,000-message cap.
@@ -81,7 +84,7 @@ class MosquittoBroker:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(MOSQUITTO_CONF.format(port=self.port) + extra_conf)
+        self.conf.write_text(MOSQUITTO_CONF.format(port=self.port, user=pwd.getpwuid(os.getuid()).pw_name) + extra_conf)
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()

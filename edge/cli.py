@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import queue
 import signal
 import socket
 import sqlite3
@@ -201,7 +202,7 @@ def _command(ctx: click.Context, name: str, alert_id: str, by: str | None, note:
                     if isinstance(item, Inbound):
                         reply = json.loads(item.payload)
                         break
-            except Exception:  # queue.Empty: try once more
+            except queue.Empty:  # lost on the way, or the edge is busy: ask once more
                 reply = None
             if reply is not None:
                 break

@@ -74,6 +74,7 @@ class Bus:
         self._was_connected = False
         self._stopping = False
         self._last_refusal: str | None = None
+        self._unreachable_logged = False
         self._lock = threading.Lock()
 
         client = mqtt.Client(
@@ -102,6 +103,7 @@ class Bus:
             client.will_set(self._availability, OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self.client = client
@@ -155,6 +157,7 @@ class Bus:
                 self._last_refusal = text
             return
         self._last_refusal = None
+        self._unreachable_logged = False
         if self._was_connected:
             logger.info("reconnected to broker %s", self.where)
         else:
@@ -175,6 +178,12 @@ class Bus:
             logger.warning("lost broker %s (%s); reconnecting with backoff", self.where, reason_code)
             self.connected.clear()
             self.inbox.put(LinkChanged(self, False))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._unreachable_logged:
+            logger.warning("cannot reach broker %s as %s; retrying with backoff (up to %g s apart)", self.where,
+                           self.client_id, self.broker.reconnect_max_delay_s)
+            self._unreachable_logged = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(Inbound(self, message.topic, message.payload, message.qos, bool(message.retain),

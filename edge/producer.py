@@ -1,0 +1,78 @@
+"""How a service publishes facts: stored in its own database first, sent with QoS 1, sent again after a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from edge import topics
+from edge.bus import Bus
+from edge.config import Settings
+from edge.events import Event, dump_event
+from edge.publisher import MIGRATIONS, DurablePublisher
+from edge.store import Migration, database_path, open_database, transaction
+
+logger = logging.getLogger(__name__)
+
+REAP_INTERVAL_S = 0.2
+
+
+class FactProducer:
+    """A service's way out to the local broker.
+
+    `publish()` commits the fact to the service's database, then hands it to paho; the row is deleted only
+    when the broker acknowledged it. Whatever a crash or a broker outage left behind goes out again when
+    the service starts. Safe to call from several threads.
+    """
+
+    def __init__(self, settings: Settings, service: str, migrations: tuple[Migration, ...] = ()) -> None:
+        self.site = settings.site.id
+        self.service = service
+        self.db = open_database(database_path(settings.data_dir, service), (*MIGRATIONS, *migrations))
+        self.bus = Bus(settings.mqtt, client_id=f"sitewarden-{self.site}-{service}", site=self.site,
+                       service=service)
+        self.publisher = DurablePublisher(self.db, self.bus)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name=f"{service}-reaper", daemon=True)
+
+    def start(self) -> None:
+        """Connect, and send what an earlier run left unacknowledged."""
+        left = self.publisher.pending()
+        if left:
+            logger.info("%s: sending %d facts again that the broker had not acknowledged", self.service, left)
+        self.bus.start()
+        with self._lock:
+            self.publisher.flush()
+        self._reaper.start()
+
+    def publish(self, *facts: Event) -> None:
+        """Store the facts (one transaction), then publish them in order."""
+        with self._lock:
+            with transaction(self.db):
+                for fact in facts:
+                    device = fact.source.split("/", 1)[1]
+                    topic = topics.fact_topic(self.site, self.service, device, fact.kind)  # type: ignore[attr-defined]
+                    self.publisher.enqueue(topic, dump_event(fact))
+            while self.publisher.flush():
+                pass
+
+    def pending(self) -> int:
+        """Facts not yet acknowledged by the broker."""
+        with self._lock:
+            return self.publisher.pending()
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(REAP_INTERVAL_S):
+            with self._lock:
+                self.publisher.reap()
+
+    def stop(self) -> None:
+        """Wait briefly for outstanding acknowledgements, then disconnect (what is left goes next start)."""
+        self._stop.set()
+        if self._reaper.is_alive():
+            self._reaper.join(2)
+        with self._lock:
+            self.publisher.reap()
+        self.bus.stop()
+        self.db.conn.close()

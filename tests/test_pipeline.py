@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,29 @@ def test_alert_ack_from_cli_reaches_console(tmp_path: Path, mqtt_broker, central
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(r["alert_id"], r["state"], r["acknowledged_by"], r["note"]) for r in rows] == [
         (alert_id, "acknowledged", "guard-anna", "on my way")]
+
+
+def test_alerts_tail_and_list_show_readable_lines(tmp_path: Path, mqtt_broker, service_factory,
+                                                  client_factory) -> None:
+    """tail only sees alerts raised after it subscribed, so facts for new doors go out until it prints one."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None)
+    service_factory(config, "edge")
+    cli = [sys.executable, "-m", "edge.cli", "--config", str(config)]
+    tail = subprocess.Popen([*cli, "alerts", "tail", "--count", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    device = client_factory(mqtt_broker.port)
+    for attempt in range(20):
+        device.publish(_fact_topic("door_opened"),
+                       dump_event(DoorOpened(site=SITE, source=SOURCE, door=f"front-{attempt}")))
+        try:
+            tail.wait(1)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    out, err = tail.communicate(timeout=10)
+    assert tail.returncode == 0, err
+    assert re.search(r"NEW +high +door_forced_open +front-\d+ +Door front-\d+ forced open: no badge grant", out), out
+
+    listed = subprocess.run([*cli, "alerts", "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"new +high +door_forced_open +front-0 ", listed.stdout), listed.stdout

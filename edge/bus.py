@@ -32,6 +32,7 @@ class Inbound:
     qos: int
     retain: bool
     mid: int
+    link: int = 0  # which connection it came on: a message id means nothing on the next one
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Bus:
         self._availability = status_topic(site, service) if service else None
         self._was_connected = False
         self._stopping = False
+        self._link = 0
         self._last_refusal: str | None = None
         self._unreachable_logged = False
         self._lock = threading.Lock()
@@ -142,8 +144,12 @@ class Bus:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def ack(self, message: Inbound) -> None:
-        """Release a received QoS 1 message at the broker (only meaningful with manual_ack)."""
-        if message.qos > 0:
+        """Release a received QoS 1 message at the broker (only meaningful with manual_ack).
+
+        A message from an earlier connection is not acked: after a reconnect its id may name another
+        message, which would then be released before it was stored. The broker sends the old one again.
+        """
+        if message.qos > 0 and message.link == self._link:
             self.client.ack(message.mid, message.qos)
 
     # paho callbacks: hand over and return, nothing else.
@@ -163,6 +169,7 @@ class Bus:
         else:
             logger.info("connected to broker %s as %s", self.where, self.client_id)
         self._was_connected = True
+        self._link += 1
         with self._lock:
             subscriptions = list(self._subscriptions.items())
         if subscriptions:
@@ -187,7 +194,7 @@ class Bus:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(Inbound(self, message.topic, message.payload, message.qos, bool(message.retain),
-                               message.mid))
+                               message.mid, self._link))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:

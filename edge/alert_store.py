@@ -33,7 +33,7 @@ class AlertStore:
     """
 
     def __init__(self, db: sqlite_utils.Database, site: str, suppression_window_s: float,
-                 emit: Callable[[AlertMessage], None]) -> None:
+                 emit: Callable[[AlertMessage, bytes], None]) -> None:
         self.db = db
         self.site = site
         self.suppression = timedelta(seconds=suppression_window_s)
@@ -152,10 +152,10 @@ class AlertStore:
         )
         message = AlertMessage(seq=self._next_seq, type=kind, alert=alert)  # type: ignore[arg-type]
         self._next_seq += 1
+        wire = message.model_dump_json()
         self.db.execute(
             "INSERT INTO alert_messages (seq, message_id, alert_id, type, created_at, payload) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [message.seq, message.message_id, alert.alert_id, kind, datetime.now().timestamp(),
-             message.model_dump_json()],
+            [message.seq, message.message_id, alert.alert_id, kind, datetime.now().timestamp(), wire],
         )
-        self.emit(message)
+        self.emit(message, wire.encode())

@@ -65,6 +65,8 @@ allow_anonymous true
 # Queue for disconnected persistent sessions without the default 1,000-message cap.
 max_queued_messages 0
 max_inflight_messages 1000
+# Without it each small QoS 1 message or ack can sit ~40 ms in Nagle's algorithm.
+set_tcp_nodelay true
 persistence false
 log_dest stderr
 log_type error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ logger = logging.getLogger(__name__)
 ONLINE = b"online"
 OFFLINE = b"offline"
 RECONNECT_MIN_DELAY_S = 1
+
+
+WAKE = object()
+"""Put on a `wake` queue when a bus with its own inbox has something: the owner may be waiting elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,9 @@ class Bus:
 
     paho runs callbacks while holding its own lock, so a callback that publishes or waits can deadlock
     the client: every callback here only puts an item on a queue. Received messages land on `inbox` as
-    `Inbound` (and link changes as `LinkChanged`); broker acknowledgements of our publishes land on
-    `published` as message ids. With `manual_ack` the broker's copy of a message is released only when
-    the owner calls `ack()`, after it stored what the message said.
+    `Inbound` (and link changes as `LinkChanged`), each followed by a `WAKE` on `wake` if given; broker
+    acknowledgements of our publishes land on `published` as message ids. With `manual_ack` the broker's
+    copy of a message is released only when the owner calls `ack()`, after it stored what the message said.
     """
 
     def __init__(
@@ -64,11 +69,13 @@ class Bus:
         clean_session: bool = True,
         manual_ack: bool = False,
         max_in_flight: int = 1000,
+        wake: queue.SimpleQueue[Any] | None = None,
     ) -> None:
         self.broker = broker
         self.client_id = client_id
         self.inbox: queue.SimpleQueue[Any] = inbox if inbox is not None else queue.SimpleQueue()
         self.published: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._wake = wake
         self.connected = threading.Event()
         self._subscriptions: dict[str, int] = {}
         self._availability = status_topic(site, service) if service else None
@@ -106,6 +113,7 @@ class Bus:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_socket_open = self._on_socket_open
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self.client = client
@@ -178,6 +186,8 @@ class Bus:
             client.publish(self._availability, ONLINE, qos=1, retain=True)
         self.connected.set()
         self.inbox.put(LinkChanged(self, True))
+        if self._wake is not None:
+            self._wake.put(WAKE)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -185,6 +195,13 @@ class Bus:
             logger.warning("lost broker %s (%s); reconnecting with backoff", self.where, reason_code)
             self.connected.clear()
             self.inbox.put(LinkChanged(self, False))
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Small QoS 1 messages and their acks would otherwise wait ~40 ms each for Nagle's algorithm.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            logger.debug("cannot set TCP_NODELAY on %r", sock)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         if not self._unreachable_logged:
@@ -195,6 +212,8 @@ class Bus:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.inbox.put(Inbound(self, message.topic, message.payload, message.qos, bool(message.retain),
                                message.mid, self._link))
+        if self._wake is not None:
+            self._wake.put(WAKE)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:

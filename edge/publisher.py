@@ -94,4 +94,6 @@ class DurablePublisher:
 
     def _delete(self, ids: list[int]) -> None:
         with transaction(self.db):
-            self.db.conn.executemany("DELETE FROM publish_queue WHERE id = ?", [(i,) for i in ids])
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                self.db.execute(f"DELETE FROM publish_queue WHERE id IN ({','.join('?' * len(chunk))})", chunk)

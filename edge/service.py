@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edge import topics
 from edge.alert_store import AlertAmbiguous, AlertNotFound, AlertStore
 from edge.alerts import AlertMessage, Severity
-from edge.bus import OFFLINE, ONLINE, Bus, Inbound, LinkChanged
+from edge.bus import OFFLINE, ONLINE, WAKE, Bus, Inbound, LinkChanged
 from edge.config import Settings
 from edge.events import (
     DeviceCameOnline,
@@ -23,7 +23,6 @@ from edge.events import (
     Event,
     PayloadError,
     UnknownKind,
-    dump_event,
     parse_fact,
     utcnow,
 )
@@ -40,7 +39,8 @@ from edge.store import database_path, open_database, transaction
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.25
-BATCH_MAX = 2000
+# Small enough that the forwarder gets a turn several times a second under a flood of facts.
+BATCH_MAX = 500
 REPLAY_MAX_FACTS = 200_000
 PRUNE_INTERVAL_S = 3600.0
 AVAILABILITY_SOURCE = "edge/availability"
@@ -76,9 +76,10 @@ class EdgeService:
         self.central: Bus | None = None
         if fwd.enabled:
             self.outbox = Outbox(self.db, fwd.outbox_max_rows, on_overflow=self._outbox_overflowed)
+            # Its own inbox: console confirmations must not queue behind a flood of facts.
             self.central = Bus(fwd.broker, client_id=f"sitewarden-{self.site}-forwarder", site=self.site,
-                               service="edge", inbox=self.inbox, clean_session=False,
-                               max_in_flight=fwd.max_in_flight)
+                               service="edge", clean_session=False,
+                               max_in_flight=fwd.max_in_flight, wake=self.inbox)
             self.forwarder = Forwarder(self.outbox, self.central, max_in_flight=fwd.max_in_flight,
                                        ack_timeout_s=fwd.ack_timeout_s, rejects=self.rejects)
         self.alerts = AlertStore(self.db, self.site, rules_cfg.suppression_window_s, emit=self._emit)
@@ -105,9 +106,8 @@ class EdgeService:
 
     # wiring
 
-    def _emit(self, message: AlertMessage) -> None:
+    def _emit(self, message: AlertMessage, payload: bytes) -> None:
         topic = topics.alert_topic(self.site, message.alert.kind)
-        payload = dump_event(message)
         self.publisher.enqueue(topic, payload)
         if self.outbox is not None:
             self.outbox.add(message.seq, message.message_id, message.alert.severity.rank, topic, payload)
@@ -147,9 +147,13 @@ class EdgeService:
     def step(self, timeout_s: float = TICK_S) -> None:
         """One batch: drain, handle and tick in one transaction, then ack, publish and forward."""
         batch = self._drain(timeout_s)
+        if self.central is not None:
+            batch = self._drain_nowait(self.central.inbox) + batch
         handled: list[Inbound] = []
         with transaction(self.db):
             for item in batch:
+                if item is WAKE:
+                    continue
                 if isinstance(item, LinkChanged):
                     if item.bus is self.central and self.forwarder is not None:
                         self.forwarder.on_link(item.up)
@@ -168,16 +172,24 @@ class EdgeService:
         self._publish_stats()
 
     def _drain(self, timeout_s: float) -> list[Any]:
+        if self.central is not None and not self.central.inbox.empty():
+            timeout_s = 0.0
+        # A WAKE on this inbox says the central inbox has something.
         try:
-            batch = [self.inbox.get(timeout=timeout_s)]
+            first = self.inbox.get(timeout=timeout_s) if timeout_s > 0 else self.inbox.get_nowait()
         except queue.Empty:
             return []
-        while len(batch) < BATCH_MAX:
+        return [first, *self._drain_nowait(self.inbox, BATCH_MAX - 1)]
+
+    @staticmethod
+    def _drain_nowait(inbox: queue.SimpleQueue[Any], limit: int = 100_000) -> list[Any]:
+        items: list[Any] = []
+        while len(items) < limit:
             try:
-                batch.append(self.inbox.get_nowait())
+                items.append(inbox.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return items
 
     def _handle(self, item: Inbound) -> None:
         topic = topics.parse_topic(item.topic)
@@ -206,15 +218,15 @@ class EdgeService:
                                 f"payload says site {fact.site} kind {fact.kind}",  # type: ignore[attr-defined]
                                 item.payload)
             return
-        self.process_fact(fact)
+        self.process_fact(fact, item.payload.decode())
 
-    def process_fact(self, fact: Event) -> bool:
+    def process_fact(self, fact: Event, payload: str | None = None) -> bool:
         """Store a fact and run the rules on it; False if it was seen before (a redelivery)."""
         self.counts["facts_received"] += 1
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO facts (event_id, kind, source, occurred_at, payload) VALUES (?, ?, ?, ?, ?)",
             [fact.event_id, fact.kind, fact.source, fact.occurred_at.timestamp(),  # type: ignore[attr-defined]
-             fact.model_dump_json()],
+             payload if payload is not None else fact.model_dump_json()],
         )
         if cursor.rowcount == 0:
             self.counts["facts_duplicate"] += 1

@@ -140,7 +140,7 @@ def test_device_that_stops_its_heartbeats_goes_offline_and_comes_back() -> None:
 def store(tmp_path: Path) -> tuple[AlertStore, list[AlertMessage]]:
     db = open_database(tmp_path / "edge.db", MIGRATIONS)
     messages: list[AlertMessage] = []
-    return AlertStore(db, "s", suppression_window_s=300, emit=messages.append), messages
+    return AlertStore(db, "s", suppression_window_s=300, emit=lambda m, _: messages.append(m)), messages
 
 
 def _draft(trigger: str, seconds: float = 0, door: str = "front") -> AlertDraft:

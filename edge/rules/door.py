@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -82,11 +83,15 @@ class DoorHeldRule(Rule):
         self.settings = settings
         self._open: dict[str, DoorOpened] = {}
         self._alerted: set[str] = set()
+        # (deadline, event id, door): a tick looks only at doors whose limit has passed, not at every open one.
+        self._deadlines: list[tuple[datetime, str, str]] = []
 
     def on_fact(self, fact: Event, ctx: RuleContext) -> None:
         if isinstance(fact, DoorOpened):
             if fact.door not in self._open:
                 self._open[fact.door] = fact
+                deadline = fact.occurred_at + timedelta(seconds=self.settings.max_open_for(fact.door))
+                heapq.heappush(self._deadlines, (deadline, fact.event_id, fact.door))
         elif isinstance(fact, DoorClosed):
             opened = self._open.pop(fact.door, None)
             if opened is not None and opened.event_id in self._alerted:
@@ -95,22 +100,22 @@ class DoorHeldRule(Rule):
                 ctx.resolve(self.name, opened.event_id, f"door closed after {seconds:.0f} s")
 
     def on_tick(self, now: datetime, ctx: RuleContext) -> None:
-        for door, opened in self._open.items():
-            if opened.event_id in self._alerted:
-                continue
+        while self._deadlines and self._deadlines[0][0] < now:
+            _, event_id, door = heapq.heappop(self._deadlines)
+            opened = self._open.get(door)
+            if opened is None or opened.event_id != event_id:
+                continue  # closed since, or opened again: a newer deadline is in the heap
+            self._alerted.add(event_id)
             limit = self.settings.max_open_for(door)
-            if (now - opened.occurred_at).total_seconds() <= limit:
-                continue
-            self._alerted.add(opened.event_id)
             ctx.raise_alert(
                 AlertDraft(
                     kind=self.name,
                     severity=Severity.MEDIUM,
                     title=f"Door {door} held open longer than {limit:g} s",
                     dedupe_key=f"{self.name}:{door}",
-                    trigger=opened.event_id,
+                    trigger=event_id,
                     at=opened.occurred_at,
-                    fact_ids=(opened.event_id,),
+                    fact_ids=(event_id,),
                     door=door,
                 )
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -14,6 +15,9 @@ from edge.ids import new_id
 from edge.rules.base import AlertDraft
 
 logger = logging.getLogger(__name__)
+
+LOG_WINDOW_S = 10.0
+LOG_ALERTS_PER_WINDOW = 50
 
 
 class AlertNotFound(LookupError):
@@ -40,7 +44,18 @@ class AlertStore:
         self.emit = emit
         self.raised_total = 0
         self.folded_total = 0
+        self._log_window_start = 0.0
+        self._log_count = 0
+        self._log_suppressed = 0
         self._next_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM alert_messages").fetchone()[0]) + 1
+        # Unresolved alerts that a repeat could still fold into, by dedupe key: the database holds the same,
+        # this saves a query and a parse per raise. Entries older than the window are dropped as met.
+        self._foldable: dict[str, Alert] = {}
+        since = (utcnow() - self.suppression).timestamp()
+        for (payload,) in db.execute("SELECT payload FROM alerts WHERE state != 'resolved' AND last_seen_at >= ? "
+                                     "ORDER BY raised_at", [since]):
+            alert = Alert.model_validate_json(payload)
+            self._foldable[alert.dedupe_key] = alert
 
     def raise_alert(self, draft: AlertDraft) -> Alert | None:
         """Raise or fold; None when this trigger was handled before."""
@@ -48,13 +63,11 @@ class AlertStore:
         if self.db.execute("SELECT 1 FROM alert_triggers WHERE trigger = ?", [trigger]).fetchone():
             return None
         now = utcnow()
-        open_row = self.db.execute(
-            "SELECT payload FROM alerts WHERE dedupe_key = ? AND state != 'resolved' AND last_seen_at >= ? "
-            "ORDER BY raised_at DESC LIMIT 1",
-            [draft.dedupe_key, (draft.at - self.suppression).timestamp()],
-        ).fetchone()
-        if open_row is not None:
-            current = Alert.model_validate_json(open_row[0])
+        current = self._foldable.get(draft.dedupe_key)
+        if current is not None and current.last_seen_at < draft.at - self.suppression:
+            del self._foldable[draft.dedupe_key]
+            current = None
+        if current is not None:
             fact_ids = (current.fact_ids + tuple(f for f in draft.fact_ids if f not in current.fact_ids))
             alert = current.model_copy(update={
                 "count": current.count + 1,
@@ -71,9 +84,28 @@ class AlertStore:
             )
             self._save(alert, "new")
             self.raised_total += 1
-            logger.info("alert %s %s %s: %s", alert.alert_id, alert.severity.value, alert.kind, alert.title)
+            self._log_new(alert)
         self.db.execute("INSERT INTO alert_triggers (trigger, alert_id) VALUES (?, ?)", [trigger, alert.alert_id])
         return alert
+
+    def roll_log_window(self) -> None:
+        """Close the log window when it is over, summing up the alerts it did not log one by one."""
+        now = time.monotonic()
+        if now - self._log_window_start < LOG_WINDOW_S:
+            return
+        if self._log_suppressed:
+            logger.warning("%d more alerts in the last %.0f s were not logged one by one (see `sitewarden "
+                           "alerts list`)", self._log_suppressed, now - self._log_window_start)
+        self._log_window_start, self._log_count, self._log_suppressed = now, 0, 0
+
+    def _log_new(self, alert: Alert) -> None:
+        """One line per new alert, but a flood is summed up instead of drowning the log."""
+        self.roll_log_window()
+        self._log_count += 1
+        if self._log_count <= LOG_ALERTS_PER_WINDOW:
+            logger.info("alert %s %s %s: %s", alert.alert_id, alert.severity.value, alert.kind, alert.title)
+        else:
+            self._log_suppressed += 1
 
     def resolve_trigger(self, kind: str, trigger: str, by: str, note: str) -> Alert | None:
         """Resolve the alert a trigger raised, if it is still open."""
@@ -142,6 +174,10 @@ class AlertStore:
         return [Alert.model_validate_json(r[0]) for r in rows]
 
     def _save(self, alert: Alert, kind: str) -> None:
+        if alert.state != AlertState.RESOLVED:
+            self._foldable[alert.dedupe_key] = alert
+        elif (held := self._foldable.get(alert.dedupe_key)) is not None and held.alert_id == alert.alert_id:
+            del self._foldable[alert.dedupe_key]
         payload = alert.model_dump_json()
         self.db.execute(
             "INSERT INTO alerts (alert_id, kind, severity, state, dedupe_key, door, device, raised_at, "

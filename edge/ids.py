@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
 
 _lock = threading.Lock()
+# Ids need to be unique, not unguessable: a seeded PRNG is ten times cheaper than os.urandom per id.
+_random = random.Random(os.urandom(32))
 _last_ms = 0
 _counter = 0
 
@@ -28,11 +31,11 @@ def new_id() -> str:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            _counter = _random.getrandbits(10)
         else:
             _counter += 1
             if _counter > 0xFFF:
                 # The 12-bit counter ran out within one millisecond: borrow the next one.
                 _last_ms += 1
                 _counter = 0
-        return _build(_last_ms, _counter, int.from_bytes(os.urandom(8), "big"))
+        return _build(_last_ms, _counter, _random.getrandbits(62))

@@ -242,6 +242,7 @@ class EdgeService:
                 logger.exception("rule %s failed on fact %s; continuing", rule.name, fact.event_id)
 
     def _tick(self, now: datetime) -> None:
+        self.alerts.roll_log_window()
         for rule in self.rules:
             try:
                 rule.on_tick(now, self)

@@ -90,7 +90,7 @@ class ConsoleReceiver:
             return None
         try:
             message = AlertMessage.model_validate_json(item.payload)
-        except (ValidationError, ValueError) as err:
+        except (ValidationError, ValueError, RecursionError) as err:
             self.rejects.reject(item.topic, "bad_alert_message", str(err).splitlines()[0], item.payload)
             return None
         if message.alert.site != topic.site:

@@ -54,7 +54,11 @@ class AlertStore:
         since = (utcnow() - self.suppression).timestamp()
         for (payload,) in db.execute("SELECT payload FROM alerts WHERE state != 'resolved' AND last_seen_at >= ? "
                                      "ORDER BY raised_at", [since]):
-            alert = Alert.model_validate_json(payload)
+            try:
+                alert = Alert.model_validate_json(payload)
+            except ValueError as err:
+                logger.warning("skipping a stored alert this version cannot read: %s", str(err).splitlines()[0])
+                continue
             self._foldable[alert.dedupe_key] = alert
 
     def raise_alert(self, draft: AlertDraft) -> Alert | None:
@@ -118,19 +122,19 @@ class AlertStore:
             return None
         return self._transition(alert, AlertState.RESOLVED, by, note)
 
-    def acknowledge(self, ident: str, by: str, note: str | None = None) -> Alert:
-        """A person has seen it and is on it."""
+    def acknowledge(self, ident: str, by: str, note: str | None = None) -> tuple[Alert, bool]:
+        """A person has seen it and is on it. Returns the alert and whether this changed it."""
         alert = self.find(ident)
         if alert.state != AlertState.NEW:
-            return alert
-        return self._transition(alert, AlertState.ACKNOWLEDGED, by, note)
+            return alert, False
+        return self._transition(alert, AlertState.ACKNOWLEDGED, by, note), True
 
-    def resolve(self, ident: str, by: str, note: str | None = None) -> Alert:
-        """A person closes it."""
+    def resolve(self, ident: str, by: str, note: str | None = None) -> tuple[Alert, bool]:
+        """A person closes it. Returns the alert and whether this changed it."""
         alert = self.find(ident)
         if alert.state == AlertState.RESOLVED:
-            return alert
-        return self._transition(alert, AlertState.RESOLVED, by, note)
+            return alert, False
+        return self._transition(alert, AlertState.RESOLVED, by, note), True
 
     def _transition(self, alert: Alert, state: AlertState, by: str, note: str | None) -> Alert:
         now = utcnow()
@@ -174,9 +178,12 @@ class AlertStore:
         return [Alert.model_validate_json(r[0]) for r in rows]
 
     def _save(self, alert: Alert, kind: str) -> None:
+        held = self._foldable.get(alert.dedupe_key)
+        same_or_newer = held is None or held.alert_id == alert.alert_id or alert.raised_at > held.raised_at
         if alert.state != AlertState.RESOLVED:
-            self._foldable[alert.dedupe_key] = alert
-        elif (held := self._foldable.get(alert.dedupe_key)) is not None and held.alert_id == alert.alert_id:
+            if same_or_newer:  # acknowledging an older alert must not hide the newer one repeats fold into
+                self._foldable[alert.dedupe_key] = alert
+        elif held is not None and held.alert_id == alert.alert_id:
             del self._foldable[alert.dedupe_key]
         payload = alert.model_dump_json()
         self.db.execute(

@@ -95,7 +95,7 @@ class Bus:
         )
         client.max_inflight_messages_set(max_in_flight)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, int(broker.reconnect_max_delay_s))
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, broker.reconnect_max_delay_s)
         if broker.username:
             password = read_secret(broker.password_file) if broker.password_file else None
             client.username_pw_set(broker.username, password)

@@ -23,11 +23,9 @@ from edge.bus import Bus, Inbound
 from edge.config import ConfigError, Settings, load_settings
 from edge.ids import new_id
 from edge.services import discover
-from edge.store import database_path
+from edge.store import StoreError, database_path
 
 logger = logging.getLogger(__name__)
-
-DOCS_SCHEMA_DIR = Path("docs/schemas")
 
 
 def _setup_logging(level: str) -> None:
@@ -78,7 +76,10 @@ def run(ctx: click.Context, service: str) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    specs[service].run(settings, stop)
+    try:
+        specs[service].run(settings, stop)
+    except (StoreError, PermissionError) as err:
+        raise click.ClickException(f"{service} cannot start: {err}") from err
 
 
 @cli.command()
@@ -212,8 +213,15 @@ def _command(ctx: click.Context, name: str, alert_id: str, by: str | None, note:
         if not reply.get("ok"):
             raise click.ClickException(reply.get("error", "refused"))
         alert = Alert.model_validate(reply["alert"])
-        who = alert.acknowledged_by if name == "alert_ack" else alert.resolved_by
-        click.echo(f"{alert.alert_id} {alert.kind} is {alert.state.value} (by {who})")
+        resolved = alert.state.value == "resolved"
+        who = alert.resolved_by if resolved else alert.acknowledged_by
+        when = alert.resolved_at if resolved else alert.acknowledged_at
+        if reply.get("changed"):
+            click.echo(f"{alert.alert_id} {alert.kind} is {alert.state.value} (by {who})")
+        else:
+            stamp = f" at {when.astimezone():%Y-%m-%d %H:%M:%S}" if when else ""
+            click.echo(f"{alert.alert_id} {alert.kind} was already {alert.state.value} (by {who}{stamp}); "
+                       "nothing changed")
     finally:
         bus.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from edge.topics import NAME_PATTERN
 
@@ -60,10 +61,25 @@ class TlsSettings(Section):
     key_file: SecretFile | None = Field(default=None, description="Client private key (PEM), for mutual TLS.")
     insecure_skip_verify: bool = Field(default=False, description="Skip the broker hostname check. Test rigs only.")
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, ValueError) as err:
+                raise ValueError(f"{str(value)!r} is not a PEM CA bundle: {err}") from err
+        return value
+
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: set both or neither")
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(str(self.cert_file), str(self.key_file))
+            except (ssl.SSLError, ValueError) as err:
+                raise ValueError(f"cert_file and key_file do not load as a PEM pair: {err}") from err
         return self
 
 
@@ -77,7 +93,14 @@ class BrokerSettings(Section):
     password: None = Field(default=None, exclude=True, description="Refused: secrets live in files, see password_file.")
     tls: TlsSettings | None = Field(default=None, description="TLS settings; plain TCP when unset.")
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
-    reconnect_max_delay_s: float = Field(default=30.0, gt=0, description="Longest wait between reconnect tries.")
+    reconnect_max_delay_s: int = Field(default=30, ge=1, le=3600, description="Longest wait between reconnect "
+                                       "tries, in whole seconds.")
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> BrokerSettings:
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file is set but username is not: the broker would never see the password")
+        return self
 
     @field_validator("password", mode="before")
     @classmethod
@@ -255,8 +278,16 @@ def load_settings(path: Path | str | None = None) -> Settings:
             raise ConfigError(source, [ConfigProblem(where, "(yaml)", str(getattr(err, "problem", err)))]) from err
         if not isinstance(data, dict):
             raise ConfigError(source, [ConfigProblem("(top level)", _short(data), "expected a mapping of sections")])
+    if any(not isinstance(key, str) for key in data):
+        bad = [k for k in data if not isinstance(k, str)]
+        raise ConfigError(source, [ConfigProblem(f"(top level) {k!r}", _short(k), "keys must be section names")
+                                   for k in bad])
     try:
         return Settings(**data)
+    except SettingsError as err:
+        # A SITEWARDEN_* variable that pydantic-settings cannot even decode (e.g. bad JSON for a mapping).
+        cause = err.__cause__ or err
+        raise ConfigError(source, [ConfigProblem("(environment)", "SITEWARDEN_*", f"{err}: {cause}")]) from err
     except ValidationError as err:
         problems = [
             ConfigProblem(".".join(str(p) for p in e["loc"]) or "(top level)", _short(e.get("input"), e["loc"]),

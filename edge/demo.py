@@ -49,7 +49,8 @@ class AlertPrinter:
     def __init__(self, settings: Settings, out: Any = None) -> None:
         self.out = out or sys.stdout
         self.seen: dict[str, int] = {}
-        self.confirmed = 0
+        self._shown_ids: set[str] = set()
+        self._confirmed_ids: set[str] = set()
         self._lock = threading.Lock()
         self.local = Bus(settings.mqtt, client_id=f"sitewarden-{SITE}-demo-tail", site=SITE, service=None)
         self.central = Bus(settings.edge.forwarder.broker, client_id=f"sitewarden-{SITE}-demo-watch",
@@ -62,7 +63,13 @@ class AlertPrinter:
     def pending(self) -> bool:
         """Alert messages shown that the console has not confirmed yet."""
         with self._lock:
-            return self.confirmed < sum(self.seen.values())
+            return not self._shown_ids <= self._confirmed_ids
+
+    @property
+    def confirmed(self) -> int:
+        """Shown alert messages the console confirmed (repeats counted once)."""
+        with self._lock:
+            return len(self._shown_ids & self._confirmed_ids)
 
     def start(self) -> None:
         self.local.start()
@@ -90,12 +97,14 @@ class AlertPrinter:
             return
         if topic.kind == "console_ack":
             with self._lock:
-                self.confirmed += len(ConsoleAck.model_validate_json(item.payload).message_ids)
+                self._confirmed_ids.update(ConsoleAck.model_validate_json(item.payload).message_ids)
             return
         if topic.kind == "alert":
-            print(format_alert_message(AlertMessage.model_validate_json(item.payload)), file=self.out, flush=True)
+            message = AlertMessage.model_validate_json(item.payload)
+            print(format_alert_message(message), file=self.out, flush=True)
             with self._lock:
                 self.seen[topic.name or ""] = self.seen.get(topic.name or "", 0) + 1
+                self._shown_ids.add(message.message_id)
 
 
 def format_alert_message(message: AlertMessage) -> str:

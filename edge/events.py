@@ -174,8 +174,8 @@ def parse_fact(payload: bytes) -> Event:
         raise PayloadError("not_utf8", str(err)) from err
     try:
         data: Any = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PayloadError("not_json", str(err)) from err
+    except (ValueError, RecursionError) as err:  # also: nesting too deep, integers too long to convert
+        raise PayloadError("not_json", f"{type(err).__name__}: {str(err)[:200]}") from err
     if not isinstance(data, dict):
         raise PayloadError("not_object", f"top level is {type(data).__name__}")
     kind = data.get("kind")

@@ -54,7 +54,7 @@ class Forwarder:
         """Handle the console's confirmation (inside the caller's transaction)."""
         try:
             ack = ConsoleAck.model_validate(json.loads(payload))
-        except (ValueError, ValidationError) as err:
+        except (ValueError, RecursionError, ValidationError) as err:
             self.rejects.reject(topic, "bad_console_ack", str(err).splitlines()[0], payload)
             return
         ids = list(ack.message_ids)

@@ -42,8 +42,6 @@ class FactProducer:
         if left:
             logger.info("%s: sending %d facts again that the broker had not acknowledged", self.service, left)
         self.bus.start()
-        with self._lock:
-            self.publisher.flush()
         self._reaper.start()
 
     def publish(self, *facts: Event) -> None:
@@ -54,8 +52,7 @@ class FactProducer:
                     device = fact.source.split("/", 1)[1]
                     topic = topics.fact_topic(self.site, self.service, device, fact.kind)  # type: ignore[attr-defined]
                     self.publisher.enqueue(topic, dump_event(fact))
-            while self.publisher.flush():
-                pass
+            self.publisher.flush()
 
     def pending(self) -> int:
         """Facts not yet acknowledged by the broker."""
@@ -63,9 +60,13 @@ class FactProducer:
             return self.publisher.pending()
 
     def _reap_loop(self) -> None:
-        while not self._stop.wait(REAP_INTERVAL_S):
+        """Delete what the broker acknowledged, and hand over what waits (leftovers, or beyond paho's ids)."""
+        while True:
             with self._lock:
                 self.publisher.reap()
+                self.publisher.flush()
+            if self._stop.wait(REAP_INTERVAL_S):
+                return
 
     def stop(self) -> None:
         """Wait briefly for outstanding acknowledgements, then disconnect (what is left goes next start)."""

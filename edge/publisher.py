@@ -7,11 +7,16 @@ import queue
 import threading
 
 import sqlite_utils
+from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS
 
 from edge.bus import Bus
 from edge.store import Migration, transaction
 
 logger = logging.getLogger(__name__)
+
+# paho numbers messages 1-65535; stay below so an id is never reused while its message is outstanding.
+MAX_OUTSTANDING = 60_000
+FLUSH_BATCH = 5000
 
 
 def _create_publish_queue(db: sqlite_utils.Database) -> None:
@@ -54,23 +59,37 @@ class DurablePublisher:
         )
 
     def flush(self) -> int:
-        """Hand committed rows not yet given to paho; paho keeps them across reconnects. Returns the count."""
+        """Hand committed rows not yet given to paho; paho keeps them across reconnects. Returns the count.
+
+        At most MAX_OUTSTANDING are handed over at once: paho's message ids run 1-65535, and a publish whose
+        id is still taken is dropped by paho. The rest wait here and go as acknowledgements come back.
+        """
+        room = MAX_OUTSTANDING - len(self._mid_to_row)
+        if room <= 0:
+            return 0
         rows = self.db.execute(
-            "SELECT id, topic, payload, qos, retain FROM publish_queue WHERE id > ? ORDER BY id LIMIT 5000",
-            [self._last_sent_id],
+            "SELECT id, topic, payload, qos, retain FROM publish_queue WHERE id > ? ORDER BY id LIMIT ?",
+            [self._last_sent_id, min(room, FLUSH_BATCH)],
         ).fetchall()
+        sent = 0
+        zero: list[int] = []
         for row_id, topic, payload, qos, retain in rows:
             # Hold our lock across publish and the mid record so reap() never sees an unknown mid.
             with self._lock:
                 info = self.bus.publish(topic, payload, qos=qos, retain=bool(retain))
+                if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
+                    # Not taken (e.g. queue full): leave the row for the next flush.
+                    logger.warning("paho refused a publish on %s (rc %s); it stays queued", topic, info.rc)
+                    break
                 if qos > 0:
                     self._mid_to_row[info.mid] = row_id
+                else:
+                    zero.append(row_id)
             self._last_sent_id = row_id
-        if rows:
-            zero = [r[0] for r in rows if r[3] == 0]
-            if zero:
-                self._delete(zero)
-        return len(rows)
+            sent += 1
+        if zero:
+            self._delete(zero)
+        return sent
 
     def reap(self) -> int:
         """Delete rows the broker acknowledged; returns how many."""

@@ -8,6 +8,8 @@ from collections import Counter
 logger = logging.getLogger(__name__)
 
 _HEAD_BYTES = 60
+# Distinct (where, reason) pairs remembered; garbage on ever-new topics must not grow memory without end.
+MAX_LOGGED_KEYS = 1000
 
 
 class RejectLog:
@@ -27,6 +29,12 @@ class RejectLog:
         key = (where, reason)
         if key in self._logged:
             logger.debug("%s rejected again from %s: %s: %s", self.name, where, reason, detail)
+            return
+        if len(self._logged) >= MAX_LOGGED_KEYS:
+            if len(self._logged) == MAX_LOGGED_KEYS:
+                self._logged.add(("", "(limit)"))
+                logger.warning("%s: %d distinct kinds of bad input logged; further new ones are only counted",
+                               self.name, MAX_LOGGED_KEYS)
             return
         self._logged.add(key)
         head = payload[:_HEAD_BYTES]

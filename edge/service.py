@@ -27,14 +27,14 @@ from edge.events import (
     utcnow,
 )
 from edge.forwarder import Forwarder
+from edge.migrations import MIGRATIONS
 from edge.outbox import Outbox
 from edge.publisher import DurablePublisher
 from edge.rejects import RejectLog
 from edge.rules.base import AlertDraft, Rule
 from edge.rules.registry import build_rules
-from edge.schema import MIGRATIONS
 from edge.services import ServiceSpec
-from edge.store import database_path, open_database, transaction
+from edge.store import database_path, open_database, savepoint, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class EdgeService:
             for kind in rule.kinds:
                 self._by_kind.setdefault(kind, []).append(rule)
         self._service_state: dict[str, bool] = {}
+        self._watermark: datetime | None = None
+        self._crashed_topics: set[str] = set()
         self.counts: dict[str, int] = {"facts_received": 0, "facts_duplicate": 0}
         self._last_prune = 0.0
         self._last_stats = 0.0
@@ -158,9 +160,9 @@ class EdgeService:
                     if item.bus is self.central and self.forwarder is not None:
                         self.forwarder.on_link(item.up)
                     continue
-                self._handle(item)
+                self._handle_safely(item)
                 handled.append(item)
-            self._tick(utcnow())
+            self._tick(self._rule_time())
             self._prune()
         # Committed: now the broker may forget the messages, and what we made may go out.
         for item in handled:
@@ -170,6 +172,17 @@ class EdgeService:
         if self.forwarder is not None:
             self.forwarder.pump(time.monotonic())
         self._publish_stats()
+
+    def _rule_time(self) -> datetime:
+        """The time rules decide by: the wall clock, or while a backlog is worked off, the newest fact's time.
+
+        After an outage the broker hands over minutes of queued facts; judged by the wall clock, every
+        heartbeat device would look silent and every door open at a batch boundary held or forced.
+        """
+        now = utcnow()
+        if self._watermark is not None and not self.inbox.empty():
+            return min(now, self._watermark)
+        return now
 
     def _drain(self, timeout_s: float) -> list[Any]:
         if self.central is not None and not self.central.inbox.empty():
@@ -191,18 +204,30 @@ class EdgeService:
                 break
         return items
 
+    def _handle_safely(self, item: Inbound) -> None:
+        """Whatever a message does to a handler, it is rejected and acked: one message never stops the edge."""
+        try:
+            with savepoint(self.db):
+                self._handle(item)
+        except Exception as err:
+            if item.topic not in self._crashed_topics:
+                self._crashed_topics.add(item.topic)
+                logger.exception("handling a message on %s failed; it is rejected and the edge goes on", item.topic)
+            self.rejects.reject(item.topic, "handler_error", f"{type(err).__name__}: {err}", item.payload)
+
     def _handle(self, item: Inbound) -> None:
         topic = topics.parse_topic(item.topic)
-        if topic is None:
-            self.rejects.reject(item.topic, "unknown_topic", "not a SiteWarden topic", item.payload)
+        if topic is None or topic.site != self.site:
+            self.rejects.reject(item.topic, "unknown_topic", "not a SiteWarden topic of this site", item.payload)
         elif topic.kind == "fact":
             self._handle_fact(item, topic)
         elif topic.kind == "status":
             self._handle_status(item, topic.service or "")
-        elif topic.kind == "command":
+        elif topic.kind == "command" and topic.service == "edge":
             self._handle_command(item, topic.name or "")
-        elif topic.kind == "console_ack" and self.forwarder is not None:
+        elif topic.kind == "console_ack" and item.bus is self.central and self.forwarder is not None:
             self.forwarder.on_ack(item.payload, item.topic)
+        # Anything else that matches our filters (other services' commands and stats) is not ours.
 
     def _handle_fact(self, item: Inbound, topic: topics.Topic) -> None:
         try:
@@ -231,6 +256,9 @@ class EdgeService:
         if cursor.rowcount == 0:
             self.counts["facts_duplicate"] += 1
             return False
+        occurred = fact.occurred_at  # type: ignore[attr-defined]
+        if self._watermark is None or occurred > self._watermark:
+            self._watermark = occurred
         self._run_rules(fact)
         return True
 
@@ -276,10 +304,10 @@ class EdgeService:
         reply: dict[str, Any]
         try:
             if name == "alert_ack":
-                alert = self.alerts.acknowledge(command.alert, command.by, command.note)
+                alert, changed = self.alerts.acknowledge(command.alert, command.by, command.note)
             else:
-                alert = self.alerts.resolve(command.alert, command.by, command.note)
-            reply = {"ok": True, "alert": json.loads(alert.model_dump_json())}
+                alert, changed = self.alerts.resolve(command.alert, command.by, command.note)
+            reply = {"ok": True, "changed": changed, "alert": json.loads(alert.model_dump_json())}
         except (AlertNotFound, AlertAmbiguous) as err:
             reply = {"ok": False, "error": str(err)}
         self.publisher.enqueue(topics.reply_topic(self.site, "edge", command.request_id),
@@ -295,13 +323,17 @@ class EdgeService:
             [since, REPLAY_MAX_FACTS],
         ).fetchall()
         started = time.monotonic()
+        # No tick here: time-based decisions wait for the facts the broker kept for us while we were down.
         with transaction(self.db):
             for (payload,) in rows:
-                fact = parse_fact(payload.encode())
+                try:
+                    fact = parse_fact(payload.encode())
+                except PayloadError as err:
+                    logger.warning("skipping a stored fact this version cannot read: %s", err)
+                    continue
                 if fact.source == AVAILABILITY_SOURCE:
                     self._service_state[fact.device_id] = fact.kind == "device_came_online"  # type: ignore
                 self._run_rules(fact)
-            self._tick(utcnow())
         if rows:
             logger.info("replayed %d facts into the rules in %.2f s", len(rows), time.monotonic() - started)
 
@@ -325,7 +357,7 @@ class EdgeService:
         if self.outbox is not None and self.forwarder is not None:
             out |= {"outbox_depth": self.outbox.depth, "outbox_evicted": self.outbox.evicted_total,
                     "forwarded": self.forwarder.sent_total, "confirmed": self.forwarder.confirmed_total,
-                    "in_flight": self.forwarder.in_flight}
+                    "in_flight": self.forwarder.in_flight, "resends": self.forwarder.resends}
         return out
 
     def _publish_stats(self) -> None:

@@ -33,15 +33,15 @@ def open_database(path: Path, migrations: Sequence[Migration]) -> sqlite_utils.D
     `synchronous=FULL` makes a commit survive power loss, which is what "written durably before it is
     published" promises; callers batch writes into one transaction to keep that cheap.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
         db = sqlite_utils.Database(conn)
         db.enable_wal()
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         migrate(db, migrations)
-    except sqlite3.Error as err:
+    except (sqlite3.Error, OSError) as err:
         raise StoreError(f"cannot open database {path}: {err}") from err
     return db
 
@@ -101,3 +101,16 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
         db.conn.rollback()
         raise
     db.conn.commit()
+
+
+@contextmanager
+def savepoint(db: sqlite_utils.Database, name: str = "item") -> Iterator[None]:
+    """A nested transaction: on an exception only what happened inside is undone, then it is re-raised."""
+    db.conn.execute(f'SAVEPOINT "{name}"')
+    try:
+        yield
+    except BaseException:
+        db.conn.execute(f'ROLLBACK TO "{name}"')
+        db.conn.execute(f'RELEASE "{name}"')
+        raise
+    db.conn.execute(f'RELEASE "{name}"')

@@ -94,7 +94,7 @@ class Topic:
 def parse_topic(topic: str) -> Topic | None:
     """Parse a SiteWarden topic; None when it is not one of ours."""
     parts = topic.split("/")
-    if len(parts) < 4 or parts[0] != ROOT:
+    if len(parts) < 4 or parts[0] != ROOT or not all(_NAME.match(p) for p in parts[1:]):
         return None
     site, second = parts[1], parts[2]
     rest = parts[3:]

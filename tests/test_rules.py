@@ -13,10 +13,10 @@ from edge.alerts import AlertMessage, AlertState, Severity
 from edge.config import DoorOverride, RulesSettings
 from edge.events import AccessGranted, DeviceCameOnline, DeviceWentOffline, DoorClosed, DoorOpened, ExitRequested
 from edge.events import HeartbeatSent as Heartbeat
+from edge.migrations import MIGRATIONS
 from edge.rules.base import AlertDraft
 from edge.rules.device import DeviceOfflineRule
 from edge.rules.door import DoorForcedRule, DoorHeldRule
-from edge.schema import MIGRATIONS
 from edge.store import open_database
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -173,10 +173,13 @@ def test_lifecycle_records_who_and_when(store) -> None:
     alerts, messages = store
     alert = alerts.raise_alert(_draft("f1"))
     assert alert is not None
-    acked = alerts.acknowledge(alert.alert_id[-8:], by="anna", note="on it")
+    acked, changed = alerts.acknowledge(alert.alert_id[-8:], by="anna", note="on it")
+    assert changed
     assert (acked.state, acked.acknowledged_by, acked.note) == (AlertState.ACKNOWLEDGED, "anna", "on it")
     assert acked.acknowledged_at is not None
-    resolved = alerts.resolve(alert.alert_id, by="ben", note="propped by cleaners")
+    resolved, _ = alerts.resolve(alert.alert_id, by="ben", note="propped by cleaners")
+    assert alerts.resolve(alert.alert_id, by="carl") == (resolved, False)
+    assert alerts.acknowledge(alert.alert_id, by="carl") == (resolved, False)
     assert (resolved.state, resolved.resolved_by, resolved.acknowledged_by) == (AlertState.RESOLVED, "ben", "anna")
     assert [m.type for m in messages] == ["new", "update", "end"]
     assert alerts.get(alert.alert_id) == resolved

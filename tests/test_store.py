@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from edge.schema import MIGRATIONS
+from edge.migrations import MIGRATIONS
 from edge.store import Migration, open_database
 
 

@@ -1,4 +1,4 @@
-"""The edge database's schema, as an ordered list of migrations."""
+"""The edge database's tables, as an ordered list of migrations."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -10,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from console.store import MIGRATIONS, store_message
+from console.store import MIGRATIONS, store_message, store_rejected
 from edge import topics
 from edge.alerts import AlertMessage, ConsoleAck
 from edge.bus import Bus, Inbound, LinkChanged
@@ -70,6 +71,10 @@ class ConsoleReceiver:
                 handled.append(item)
                 message = self._parse(item)
                 if message is None:
+                    kept = self._keep_unreadable(item)
+                    if kept is not None:
+                        # Stored for a person; confirmed so the site stops sending it again and again.
+                        confirm[kept[0]].append(kept[1])
                     continue
                 if store_message(self.db, message):
                     self.stored_total += 1
@@ -98,6 +103,21 @@ class ConsoleReceiver:
                                 item.payload)
             return None
         return message
+
+    def _keep_unreadable(self, item: Inbound) -> tuple[str, str] | None:
+        """(site, message id) of a message we could not read but can identify, after storing it raw."""
+        topic = topics.parse_topic(item.topic)
+        if topic is None or topic.kind != "alert":
+            return None
+        try:
+            data = json.loads(item.payload)
+            message_id = data["message_id"] if isinstance(data, dict) else None
+        except (ValueError, RecursionError, KeyError):
+            return None
+        if not isinstance(message_id, str) or not 1 <= len(message_id) <= 64:
+            return None
+        store_rejected(self.db, message_id, topic.site, item.topic, "unreadable", item.payload)
+        return topic.site, message_id
 
     def stats(self) -> dict[str, Any]:
         """Counters."""

@@ -37,7 +37,32 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (Migration("console_v1", _initial),)
+def _quarantine(db: sqlite_utils.Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE rejected_messages (
+            message_id TEXT PRIMARY KEY,
+            site TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            received_at REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
+            payload BLOB NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS = (Migration("console_v1", _initial), Migration("console_v2_rejected", _quarantine))
+
+
+def store_rejected(db: sqlite_utils.Database, message_id: str, site: str, topic: str, reason: str,
+                   payload: bytes) -> None:
+    """Keep a message this console cannot read (e.g. from a newer edge) for a person to look at."""
+    db.execute(
+        "INSERT OR IGNORE INTO rejected_messages (message_id, site, topic, reason, payload) VALUES (?, ?, ?, ?, ?)",
+        [message_id, site, topic, reason, payload],
+    )
 
 
 def store_message(db: sqlite_utils.Database, message: AlertMessage) -> bool:

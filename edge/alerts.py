@@ -80,6 +80,7 @@ class AlertMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     message_id: str = Field(default_factory=new_id, description="Unique id; the console dedupes by it.")
+    v: Literal[1] = Field(default=1, description="Schema version of the message and the alert in it.")
     seq: int = Field(default=0, ge=0, description="The site's outbox sequence number; orders a site's messages.")
     type: Literal["new", "update", "end"] = Field(description="new when raised, update on change, end on resolve.")
     alert: Alert = Field(description="The alert as it is after this change.")

@@ -151,8 +151,9 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 @alerts.command("list")
 @click.option("--console", "from_console", is_flag=True, help="List what the central console stored.")
-@click.option("--state", type=click.Choice(["new", "acknowledged", "resolved"]), default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--state", type=click.Choice(["new", "acknowledged", "resolved"]), default=None,
+              help="Only alerts in this state.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_(ctx: click.Context, from_console: bool, state: str | None, limit: int, as_json: bool) -> None:
@@ -230,7 +231,8 @@ def _command(ctx: click.Context, name: str, alert_id: str, by: str | None, note:
 @click.argument("alert_id")
 @click.option("--by", default=None, help="Who acknowledges (default: user@host).")
 @click.option("--note", default=None, help="A note for the record.")
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for the edge service's answer.")
 @click.pass_context
 def ack(ctx: click.Context, alert_id: str, by: str | None, note: str | None, timeout: float) -> None:
     """Acknowledge an alert by its id (or 6+ characters of it): someone is on it.
@@ -244,7 +246,8 @@ def ack(ctx: click.Context, alert_id: str, by: str | None, note: str | None, tim
 @click.argument("alert_id")
 @click.option("--by", default=None, help="Who resolves (default: user@host).")
 @click.option("--note", default=None, help="What was found, for the record.")
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for the edge service's answer.")
 @click.pass_context
 def resolve(ctx: click.Context, alert_id: str, by: str | None, note: str | None, timeout: float) -> None:
     """Resolve an alert by its id (or 6+ characters of it): handled and closed.

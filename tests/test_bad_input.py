@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SITE, wait_until, write_config
+from conftest import SITE, query, wait_until, write_config
 
 from edge import topics
 from edge.events import DoorOpened, dump_event
@@ -36,8 +36,8 @@ def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker
 
     good = DoorOpened(site=SITE, source="badge/ctl-1", door="front")
     device.publish(topic, dump_event(good))
-    alerts = wait_until(lambda: [p for p in watcher.payloads("sitewarden/test-site/alert/")], 10,
-                        "the alert from the good fact after the garbage")
+    alert_prefix = topics.alert_topic(SITE, "door_forced_open")
+    alerts = wait_until(lambda: watcher.payloads(alert_prefix), 10, "the alert from the good fact after the garbage")
     assert alerts[0]["alert"]["fact_ids"] == [good.event_id]
 
     def stats() -> dict:
@@ -52,3 +52,46 @@ def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker
     for reason in bad:
         assert log.count(f"{topic}: {reason}") == 1, f"{reason} should be logged exactly once:\n{log}"
     assert edge.proc is not None and edge.proc.poll() is None
+
+
+def test_poison_payloads_cannot_crash_loop_the_edge(tmp_path: Path, mqtt_broker, central_broker, service_factory,
+                                                    client_factory) -> None:
+    """Deep nesting and giant integers raise RecursionError/ValueError in json; a retained one would come back
+    on every start, and the persistent session would redeliver an unacked one forever."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, central_broker.port)
+    device = client_factory(mqtt_broker.port)
+    fact_topic = topics.fact_topic(SITE, "badge", "ctl-1", "door_opened")
+    deep = b"[" * 5000
+    giant = b'{"kind": "door_opened", "n": ' + b"9" * 5000 + b"}"
+    device.client.publish(fact_topic, deep, qos=1, retain=True).wait_for_publish(5)
+    edge = service_factory(config, "edge")
+    device.publish(fact_topic, giant)
+    central = client_factory(central_broker.port)
+    central.client.publish(topics.console_ack_topic(SITE), deep, qos=1, retain=True).wait_for_publish(5)
+
+    edge.stop()
+    edge.start()  # the retained poison is delivered again on start: still no crash
+    good = DoorOpened(site=SITE, source="badge/ctl-1", door="front")
+    device.publish(fact_topic, dump_event(good))
+    wait_until(lambda: query(tmp_path / "data" / "edge.db", "SELECT count(*) FROM alerts") == [(1,)], 10,
+               "the alert from the good fact")
+    assert edge.proc is not None and edge.proc.poll() is None
+    assert "RecursionError" in edge.output()
+    assert "Traceback" not in edge.output()
+
+
+def test_console_keeps_and_confirms_an_alert_message_it_cannot_read(tmp_path: Path, central_broker,
+                                                                     service_factory, client_factory) -> None:
+    """Otherwise a site would resend it every ack timeout, forever (e.g. a newer edge than console)."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", central_broker.port, central_broker.port)
+    service_factory(config, "console")
+    site = client_factory(central_broker.port)
+    site.subscribe(topics.console_ack_topic(SITE))
+    unreadable = json.dumps({"message_id": "01a1fe57-0000-7000-8000-000000000001", "v": 2, "seq": 1,
+                             "type": "new", "alert": {"kind": "from_the_future"}}).encode()
+    site.publish(topics.alert_topic(SITE, "from_the_future"), unreadable)
+    acks = wait_until(lambda: site.payloads(), 10, "the console's confirmation")
+    assert acks == [{"message_ids": ["01a1fe57-0000-7000-8000-000000000001"]}]
+    rows = query(tmp_path / "data" / "console.db", "SELECT message_id, site, reason, payload FROM rejected_messages")
+    assert rows == [("01a1fe57-0000-7000-8000-000000000001", SITE, "unreadable", unreadable)]
+    assert query(tmp_path / "data" / "console.db", "SELECT count(*) FROM alerts") == [(0,)]

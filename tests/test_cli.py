@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import click
 from click.testing import CliRunner
 
@@ -19,14 +21,27 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[st
     return found
 
 
-def test_every_command_has_help_ending_with_an_example() -> None:
+def _command(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+def test_every_command_has_help_ending_with_an_example_and_every_option_is_explained() -> None:
     runner = CliRunner()
     commands = _commands(cli)
     assert ("alerts", "tail") in commands and ("config", "check") in commands and ("run",) in commands
     for path in commands:
         result = runner.invoke(cli, [*path, "--help"], obj={})
         assert result.exit_code == 0, (path, result.output)
-        assert "Example:" in result.output, f"`sitewarden {' '.join(path)} --help` has no example"
+        command = _command(path)
+        last = inspect.cleandoc(command.help or "").split("\n\n")[-1]
+        where = f"`sitewarden {' '.join(path)} --help`"
+        assert last.startswith("Example: sitewarden"), f"{where} does not end with an example"
+        unexplained = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert unexplained == [], f"`sitewarden {' '.join(path)}` options without help: {unexplained}"
 
 
 def test_version() -> None:

@@ -17,7 +17,7 @@ from edge import topics
 from edge.brokers import free_port
 from edge.bus import Inbound
 from edge.config import load_settings
-from edge.events import DoorClosed, DoorOpened, Event, ExitRequested, dump_event, utcnow
+from edge.events import DoorClosed, DoorOpened, Event, ExitRequested, HeartbeatSent, dump_event, utcnow
 from edge.service import EdgeService
 from edge.store import transaction
 
@@ -94,3 +94,34 @@ def test_restart_rebuilds_rule_state_and_never_raises_twice(tmp_path: Path) -> N
     assert sorted(r[0] for r in _rows(again, "SELECT door FROM alerts")) == ["dock", "lobby"]
     _deliver(again, DoorClosed(site=SITE, source=SRC, door="lobby"))
     assert _rows(again, "SELECT state FROM alerts WHERE door = 'lobby'") == [("resolved",)]
+
+
+def test_backlog_after_downtime_raises_no_false_silence_or_held_door(tmp_path: Path) -> None:
+    """After an outage the broker hands over minutes of queued facts, more than one batch: judged by the wall
+    clock the heartbeat camera would look silent and a briefly open door held, until the backlog is read."""
+    edge = _edge(tmp_path, max_open_s=30, silent_after_s=60)
+    start = utcnow() - timedelta(seconds=600)
+    facts: list[Event] = []
+    for i in range(1200):  # one fact every 0.5 s over the last 10 minutes, more than two batches
+        at = start + timedelta(seconds=i * 0.5)
+        if i % 20 == 0:
+            facts.append(HeartbeatSent(site=SITE, source="vision/cam-1", device_id="vision/cam-1",
+                                       device_type="camera", interval_s=10, occurred_at=at))
+        elif i == 601:
+            facts.append(ExitRequested(site=SITE, source=SRC, door="lobby", occurred_at=at))
+        elif i == 602:
+            facts.append(DoorOpened(site=SITE, source=SRC, door="lobby", occurred_at=at))
+        elif i == 641:  # closed after 19.5 s: within the limit
+            facts.append(DoorClosed(site=SITE, source=SRC, door="lobby", occurred_at=at))
+        else:
+            facts.append(ExitRequested(site=SITE, source=SRC, door=f"d{i % 7}", occurred_at=at))
+    for fact in facts:
+        topic = topics.fact_topic(SITE, "badge", "ctl-1", fact.kind)  # type: ignore[attr-defined]
+        edge.inbox.put(Inbound(edge.local, topic, dump_event(fact), 0, False, 0))
+    steps = 0
+    while not edge.inbox.empty():
+        edge.step(timeout_s=0.01)
+        steps += 1
+    assert steps >= 3, "the backlog must span several batches for this test to mean anything"
+    assert edge.counts["facts_received"] == 1200
+    assert _rows(edge, "SELECT kind FROM alerts") == []

@@ -23,6 +23,8 @@ def test_facts_published_while_the_broker_is_down_survive_a_crash(tmp_path: Path
         producer.publish(fact)
     assert producer.pending() == 200  # stored, though no broker has seen them
     # A crash: the process dies with its paho queue; only the database remains.
+    producer._stop.set()
+    producer._reaper.join(5)
     producer.bus.client.loop_stop()
     producer.db.conn.close()
 

@@ -202,3 +202,13 @@ def test_find_refuses_short_unknown_and_ambiguous_ids(store) -> None:
     with pytest.raises(AlertAmbiguous):
         alerts.find(common)
     assert alerts.find(b.alert_id[-12:]) == b
+
+
+def test_acknowledging_an_older_alert_keeps_repeats_folding_into_the_newest(store) -> None:
+    alerts, messages = store
+    old = alerts.raise_alert(_draft("f1", 0))
+    new = alerts.raise_alert(_draft("f2", 400))  # outside the 300 s window: a new alert
+    assert old is not None and new is not None and old.alert_id != new.alert_id
+    alerts.acknowledge(old.alert_id, by="anna")
+    repeat = alerts.raise_alert(_draft("f3", 420))
+    assert repeat is not None and repeat.alert_id == new.alert_id and repeat.count == 2

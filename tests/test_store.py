@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from edge.migrations import MIGRATIONS
@@ -39,10 +40,8 @@ def test_failed_migration_leaves_nothing_half_done(tmp_path: Path) -> None:
         db.execute("CREATE TABLE half (x INTEGER)")
         raise RuntimeError("boom")
 
-    try:
+    with pytest.raises(RuntimeError, match="boom"):
         open_database(tmp_path / "s.db", [Migration("broken", broken)])
-    except RuntimeError:
-        pass
     db = sqlite_utils.Database(tmp_path / "s.db")
     assert "half" not in db.table_names()
     assert list(db.execute("SELECT name FROM _migrations")) == []

@@ -7,13 +7,14 @@ import logging
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Protocol
+
+from edge.processes import kill_process, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -101,19 +102,11 @@ class MosquittoBroker:
 
     def kill(self) -> None:
         """SIGKILL: the broker loses everything it held in memory."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        kill_process(self.proc)
 
     def stop(self) -> None:
         """Stop it cleanly."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5.0)
 
 
 class EmbeddedBroker:

@@ -19,6 +19,7 @@ from edge.alerts import AlertMessage, ConsoleAck
 from edge.brokers import Broker, start_broker
 from edge.bus import Bus, Inbound
 from edge.config import Settings, load_settings
+from edge.processes import stop_process
 from edge.services import discover
 
 logger = logging.getLogger(__name__)
@@ -193,12 +194,9 @@ def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
         printer.stop()
         for proc in procs.values():
             if proc.poll() is None:
-                proc.terminate()
+                proc.terminate()  # all at once, then wait for each
         for proc in procs.values():
-            try:
-                proc.wait(STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, STOP_DEADLINE_S)
         for broker in brokers:
             broker.stop()
     total = sum(printer.seen.values())

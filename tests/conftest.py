@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.brokers import MosquittoBroker, find_mosquitto
+from edge.processes import kill_process, stop_process
 
 SITE = "test-site"
 START_DEADLINE_S = 20.0
@@ -116,18 +116,10 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or OOM kill would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        kill_process(self.proc)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

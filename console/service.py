@@ -130,6 +130,6 @@ def run(settings: Settings, stop: threading.Event) -> None:
     ConsoleReceiver(settings).run(stop)
 
 
-SERVICE = ServiceSpec(name="console", summary="central receiver of every site's alerts", run=run, on_box=False)
+SERVICE = ServiceSpec(name="console", summary="central receiver of every site's alerts", run=run)
 
 

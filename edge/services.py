@@ -25,7 +25,6 @@ class ServiceSpec:
     summary: str
     run: RunFunction
     simulate: RunFunction | None = None
-    on_box: bool = True
 
 
 def discover() -> dict[str, ServiceSpec]:

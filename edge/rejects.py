@@ -23,8 +23,10 @@ class RejectLog:
         self.counts: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
 
-    def reject(self, where: str, reason: str, detail: str, payload: bytes = b"") -> None:
-        """Count one rejected message; log it if this (where, reason) was not logged before."""
+    def reject(self, where: str, reason: str, detail: str, payload: bytes = b"",
+               error: BaseException | None = None) -> None:
+        """Count one rejected message; log it (with `error`'s traceback, if given) if this (where, reason) was
+        not logged before."""
         self.counts[reason] += 1
         key = (where, reason)
         if key in self._logged:
@@ -40,7 +42,7 @@ class RejectLog:
         head = payload[:_HEAD_BYTES]
         logger.warning(
             "%s rejected a message from %s: %s: %s (%d bytes, starts %r); further %s from there are counted, "
-            "not logged", self.name, where, reason, detail, len(payload), head, reason,
+            "not logged", self.name, where, reason, detail, len(payload), head, reason, exc_info=error,
         )
 
     @property

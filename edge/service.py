@@ -90,7 +90,6 @@ class EdgeService:
                 self._by_kind.setdefault(kind, []).append(rule)
         self._service_state: dict[str, bool] = {}
         self._watermark: datetime | None = None
-        self._crashed_topics: set[str] = set()
         self.counts: dict[str, int] = {"facts_received": 0, "facts_duplicate": 0}
         self._last_prune = 0.0
         self._last_stats = 0.0
@@ -210,10 +209,7 @@ class EdgeService:
             with savepoint(self.db):
                 self._handle(item)
         except Exception as err:
-            if item.topic not in self._crashed_topics:
-                self._crashed_topics.add(item.topic)
-                logger.exception("handling a message on %s failed; it is rejected and the edge goes on", item.topic)
-            self.rejects.reject(item.topic, "handler_error", f"{type(err).__name__}: {err}", item.payload)
+            self.rejects.reject(item.topic, "handler_error", f"{type(err).__name__}: {err}", item.payload, err)
 
     def _handle(self, item: Inbound) -> None:
         topic = topics.parse_topic(item.topic)

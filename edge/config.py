@@ -7,7 +7,7 @@ import ssl
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -148,6 +148,9 @@ class RulesSettings(Section):
                                         "dedupe key within this window fold into the open alert.")
     replay_window_s: float = Field(default=86400.0, ge=0, description="On start, rules rebuild their state from "
                                    "the facts stored in this many past seconds.")
+    denied_burst_count: int = Field(default=5, ge=2, description="This many denied swipes at one door within "
+                                    "`denied_burst_window_s` raise `denied_swipes`.")
+    denied_burst_window_s: float = Field(default=60.0, gt=0, description="Window of the denied-swipes rule.")
     doors: dict[str, DoorOverride] = Field(default_factory=dict, description="Per-door overrides, by door id.")
 
     def max_open_for(self, door: str) -> float:
@@ -190,6 +193,113 @@ class ConsoleSettings(Section):
                            "session's queue while the console restarts.")
 
 
+WiegandFormatName = Literal["H10301", "H10306", "C1000", "H10304"]
+DEFAULT_FORMATS: tuple[WiegandFormatName, ...] = ("H10301",)
+DoorId = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _osdp_key(path: Path) -> Path:
+    text = read_secret(_readable_file(path)).strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise ValueError(f"file {str(path)!r} must hold a 16-byte Secure Channel key as 32 hex digits")
+    return path
+
+
+OsdpKeyFile = Annotated[Path, AfterValidator(_osdp_key)]
+
+
+class DoorWiring(Section):
+    """One door on a microcontroller: which reader port, inputs and relay are its own."""
+
+    reader: int = Field(default=0, ge=0, le=255, description="Wiegand reader port on the controller.")
+    formats: list[WiegandFormatName] = Field(default=list(DEFAULT_FORMATS), min_length=1, description="Card "
+                                             "formats this reader's cards use, tried in order for each bit length.")
+    contact: int | None = Field(default=0, ge=0, le=255, description="Door contact input index; null when the "
+                                "door has no contact (then forced and held doors cannot be seen).")
+    rex: int | None = Field(default=None, ge=0, le=255, description="Request-to-exit input index, if wired.")
+    relay: int = Field(default=0, ge=0, le=255, description="Lock relay output index.")
+    unlock_ms: int = Field(default=5000, ge=100, le=60000, description="How long a grant releases the lock.")
+
+
+class ControllerSettings(Section):
+    """A Wiegand door controller (microcontroller) on USB serial, speaking firmware_bridge/PROTOCOL.md."""
+
+    port: str = Field(description="Serial device; prefer the stable /dev/serial/by-id/... name.")
+    baudrate: int = Field(default=115200, ge=1200, description="Serial speed (ignored by USB CDC adapters).")
+    silence_timeout_s: float = Field(default=3.0, gt=0, description="The link is down after this long without "
+                                     "a valid frame (the controller sends a heartbeat every second).")
+    tamper_input: int | None = Field(default=0, ge=0, le=255, description="Tamper input index, if wired.")
+    doors: dict[DoorId, DoorWiring] = Field(min_length=1, description="Doors this controller drives, by door id.")
+
+
+class OsdpReaderSettings(Section):
+    """One OSDP reader on a bus."""
+
+    address: int = Field(ge=0, le=126, description="OSDP address of the reader (0-126).")
+    door: DoorId = Field(description="Door id the reader guards.")
+    key_file: OsdpKeyFile = Field(description="File holding this reader's Secure Channel key (32 hex digits).")
+    enforce_secure: bool = Field(default=True, description="Must stay true: libosdp without EnforceSecure lets a "
+                                 "reader with the wrong key fall back to plaintext without a word.")
+    formats: list[WiegandFormatName] = Field(default=list(DEFAULT_FORMATS), min_length=1,
+                                             description="Card formats for Wiegand-style card data.")
+    unlock_output: int | None = Field(default=0, ge=0, le=255, description="Reader output that drives the lock; "
+                                      "null when the lock is wired elsewhere.")
+    unlock_ms: int = Field(default=5000, ge=100, le=60000, description="How long a grant releases the lock.")
+
+    @field_validator("enforce_secure")
+    @classmethod
+    def _must_enforce(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("refused: without Secure Channel enforced a reader with the wrong key silently falls "
+                             "back to plaintext; provision a key with `sitewarden badge osdp-provision` instead")
+        return value
+
+
+class OsdpBusSettings(Section):
+    """An RS-485 bus of OSDP readers behind one serial adapter."""
+
+    port: str = Field(description="Serial device of the RS-485 adapter.")
+    baudrate: int = Field(default=9600, description="Bus speed; every reader on the bus must match.")
+    recover_min_s: float = Field(default=1.0, gt=0, description="A reader that drops offline is reset after this "
+                                 "long (libosdp alone would wait 300 s after one bad frame).")
+    recover_max_s: float = Field(default=30.0, gt=0, description="Longest wait between resets of a reader that "
+                                 "stays offline (the wait doubles each time).")
+    readers: dict[DoorId, OsdpReaderSettings] = Field(min_length=1, description="Readers on the bus, by reader id.")
+
+    @model_validator(mode="after")
+    def _unique_addresses(self) -> OsdpBusSettings:
+        seen: dict[int, str] = {}
+        for name, reader in self.readers.items():
+            if reader.address in seen:
+                raise ValueError(f"readers {seen[reader.address]!r} and {name!r} share address {reader.address}")
+            seen[reader.address] = name
+        return self
+
+
+class BadgeSettings(Section):
+    """The badge service: door controllers, OSDP buses, local access decisions."""
+
+    controllers: dict[DoorId, ControllerSettings] = Field(default_factory=dict, description="Wiegand door "
+                                                          "controllers on USB serial, by controller id.")
+    osdp: dict[DoorId, OsdpBusSettings] = Field(default_factory=dict, description="OSDP buses, by bus id.")
+    grant_feedback_ms: int = Field(default=2000, ge=0, le=60000, description="How long the reader LED shows green "
+                                   "(grant) or red (deny).")
+
+    @model_validator(mode="after")
+    def _one_reader_per_door(self) -> BadgeSettings:
+        owners: dict[str, str] = {}
+        for cid, controller in self.controllers.items():
+            for door in controller.doors:
+                if door in owners:
+                    raise ValueError(f"door {door!r} is on both {owners[door]} and controllers.{cid}")
+                owners[door] = f"controllers.{cid}"
+        return self
+
+
 class LogSettings(Section):
     """Logging."""
 
@@ -208,6 +318,7 @@ class Settings(BaseSettings):
     mqtt: BrokerSettings = Field(default_factory=BrokerSettings, description="The local broker every service uses.")
     edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The central console receiver.")
+    badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @classmethod

@@ -19,6 +19,7 @@ from edge.alerts import AlertMessage, ConsoleAck
 from edge.brokers import Broker, start_broker
 from edge.bus import Bus, Inbound
 from edge.config import Settings, load_settings
+from edge.events import AccessDenied, AccessGranted, Event, parse_fact
 from edge.processes import stop_process
 from edge.services import discover
 
@@ -57,6 +58,7 @@ class AlertPrinter:
         self.central = Bus(settings.edge.forwarder.broker, client_id=f"sitewarden-{SITE}-demo-watch",
                            site=SITE, service=None)
         self.local.subscribe(topics.alerts_filter(SITE))
+        self.local.subscribe(topics.facts_filter(SITE))
         self.central.subscribe(topics.console_ack_topic(SITE))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="demo-printer", daemon=True)
@@ -100,12 +102,30 @@ class AlertPrinter:
             with self._lock:
                 self._confirmed_ids.update(ConsoleAck.model_validate_json(item.payload).message_ids)
             return
+        if topic.kind == "fact" and topic.name in SHOWN_FACTS:
+            print(format_fact(parse_fact(item.payload)), file=self.out, flush=True)
+            return
         if topic.kind == "alert":
             message = AlertMessage.model_validate_json(item.payload)
             print(format_alert_message(message), file=self.out, flush=True)
             with self._lock:
                 self.seen[topic.name or ""] = self.seen.get(topic.name or "", 0) + 1
                 self._shown_ids.add(message.message_id)
+
+
+SHOWN_FACTS = frozenset({"access_granted", "access_denied"})
+
+
+def format_fact(fact: Event) -> str:
+    """One readable line for a door decision."""
+    when = fact.occurred_at.astimezone()
+    if isinstance(fact, AccessGranted):
+        return f"{when:%H:%M:%S}  {'GRANT':6} {'':8} {'access_granted':18} {fact.door:14} {fact.credential} " \
+               f"({fact.cardholder or 'unknown holder'})"
+    if isinstance(fact, AccessDenied):
+        return (f"{when:%H:%M:%S}  {'DENY':6} {'':8} {'access_denied':18} {fact.door:14} {fact.credential}: "
+                f"{fact.reason}")
+    return f"{when:%H:%M:%S}  {fact.kind}"  # type: ignore[attr-defined]
 
 
 def format_alert_message(message: AlertMessage) -> str:
@@ -143,10 +163,14 @@ def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
     brokers: list[Broker] = [local, central]
     click.echo(f"  local broker:   {local_desc}")
     click.echo(f"  central broker: {central_desc}")
-    config_path = data_dir / "demo-config.yaml"
-    config_path.write_text(yaml.safe_dump(demo_config(data_dir, local.port, central.port), sort_keys=False))
-    settings = load_settings(config_path)
     specs = discover()
+    config = demo_config(data_dir, local.port, central.port)
+    for name, spec in specs.items():
+        if spec.demo_settings is not None:
+            config[name] = spec.demo_settings(data_dir)
+    config_path = data_dir / "demo-config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    settings = load_settings(config_path)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stop = threading.Event()
     sims: list[threading.Thread] = []

@@ -93,6 +93,57 @@ class ExitRequested(Event):
     door: Name = Field(description="Door id from the site config.")
 
 
+class BadgeSwiped(Event):
+    """A reader read a credential (decoded or not); the decision follows as AccessGranted or AccessDenied."""
+
+    kind: Literal["badge_swiped"] = "badge_swiped"
+    door: Name = Field(description="Door id from the site config.")
+    reader: str = Field(description="Reader id, e.g. `controller-1/0` or `osdp-bus-1/reader-2`.")
+    credential: str = Field(description="Masked credential, e.g. `H10301:12/****5`, or `raw:30bit` when unreadable.")
+    card_format: str | None = Field(default=None, description="Decoded card format, None when it did not decode.")
+    read_error: str | None = Field(default=None, description="`parity_error` or `unknown_length` when the bits did "
+                                   "not decode: noise on the wire, a foreign card, or tampering.")
+
+
+class KeypadEntered(Event):
+    """Keys were pressed on a reader's keypad (the keys themselves are never published)."""
+
+    kind: Literal["keypad_entered"] = "keypad_entered"
+    door: Name = Field(description="Door id from the site config.")
+    reader: str = Field(description="Reader id.")
+    keys: int = Field(ge=0, description="How many keys were pressed.")
+
+
+class TamperDetected(Event):
+    """A reader's or controller's tamper switch opened (cover off, device pulled from the wall)."""
+
+    kind: Literal["tamper_detected"] = "tamper_detected"
+    device_id: str = Field(description="Device id, unique on the site (e.g. `badge/controller-1`).")
+    door: Name | None = Field(default=None, description="Door the device serves, when it serves one.")
+
+
+class TamperCleared(Event):
+    """A tamper switch closed again."""
+
+    kind: Literal["tamper_cleared"] = "tamper_cleared"
+    device_id: str = Field(description="Device id, unique on the site.")
+    door: Name | None = Field(default=None, description="Door the device serves, when it serves one.")
+
+
+class PowerFailed(Event):
+    """A device reports it lost mains power (running on battery, or about to go dark)."""
+
+    kind: Literal["power_failed"] = "power_failed"
+    device_id: str = Field(description="Device id, unique on the site.")
+
+
+class PowerRestored(Event):
+    """A device reports mains power back."""
+
+    kind: Literal["power_restored"] = "power_restored"
+    device_id: str = Field(description="Device id, unique on the site.")
+
+
 DeviceType = Literal["service", "reader", "camera", "sensor", "controller", "radio", "interface"]
 
 
@@ -131,6 +182,12 @@ FACT_TYPES: tuple[type[Event], ...] = (
     DeviceWentOffline,
     DeviceCameOnline,
     HeartbeatSent,
+    BadgeSwiped,
+    KeypadEntered,
+    TamperDetected,
+    TamperCleared,
+    PowerFailed,
+    PowerRestored,
 )
 
 Fact = Annotated[
@@ -141,7 +198,13 @@ Fact = Annotated[
     | ExitRequested
     | DeviceWentOffline
     | DeviceCameOnline
-    | HeartbeatSent,
+    | HeartbeatSent
+    | BadgeSwiped
+    | KeypadEntered
+    | TamperDetected
+    | TamperCleared
+    | PowerFailed
+    | PowerRestored,
     Field(discriminator="kind"),
 ]
 FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)

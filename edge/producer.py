@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from typing import Any
 
 from edge import topics
 from edge.bus import Bus
@@ -25,12 +27,13 @@ class FactProducer:
     the service starts. Safe to call from several threads.
     """
 
-    def __init__(self, settings: Settings, service: str, migrations: tuple[Migration, ...] = ()) -> None:
+    def __init__(self, settings: Settings, service: str, migrations: tuple[Migration, ...] = (),
+                 inbox: queue.SimpleQueue[Any] | None = None) -> None:
         self.site = settings.site.id
         self.service = service
         self.db = open_database(database_path(settings.data_dir, service), (*MIGRATIONS, *migrations))
         self.bus = Bus(settings.mqtt, client_id=f"sitewarden-{self.site}-{service}", site=self.site,
-                       service=service)
+                       service=service, inbox=inbox)
         self.publisher = DurablePublisher(self.db, self.bus)
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -371,15 +371,8 @@ def run(settings: Settings, stop: threading.Event) -> None:
     EdgeService(settings).run(stop)
 
 
-def _simulate(settings: Settings, stop: threading.Event) -> None:
-    from edge.simulator import run_door_script
-
-    run_door_script(settings, stop)
-
-
 SERVICE = ServiceSpec(
     name="edge",
     summary="rules, alert store, forwarder to the console",
     run=run,
-    simulate=_simulate,
 )

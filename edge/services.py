@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
 
 from edge.config import Settings
 
@@ -25,6 +27,7 @@ class ServiceSpec:
     summary: str
     run: RunFunction
     simulate: RunFunction | None = None
+    demo_settings: Callable[[Path], dict[str, Any]] | None = None  # its config section in the demo, by data dir
 
 
 def discover() -> dict[str, ServiceSpec]:

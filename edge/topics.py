@@ -10,7 +10,7 @@ ROOT = "sitewarden"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
 # Second-level segments that are not service names.
-RESERVED = frozenset({"alert", "status", "cmd", "console"})
+RESERVED = frozenset({"alert", "status", "cmd", "console", "config"})
 
 
 def _check(label: str, value: str) -> str:
@@ -72,12 +72,17 @@ def reply_topic(site: str, service: str, request_id: str) -> str:
     return f"{ROOT}/{_check('site', site)}/cmd/{_check('service', service)}/reply/{request_id}"
 
 
+def config_topic(site: str, service: str, name: str) -> str:
+    """`sitewarden/<site>/config/<service>/<name>`: retained configuration data a service follows (e.g. cardholders)."""
+    return f"{ROOT}/{_check('site', site)}/config/{_check('service', service)}/{_check('name', name)}"
+
+
 def console_ack_topic(site: str) -> str:
     """`sitewarden/<site>/console/ack`: the console confirms stored alert messages to their site."""
     return f"{ROOT}/{_check('site', site)}/console/ack"
 
 
-TopicKind = Literal["fact", "alert", "status", "stats", "command", "reply", "console_ack"]
+TopicKind = Literal["fact", "alert", "status", "stats", "command", "reply", "console_ack", "config"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ def parse_topic(topic: str) -> Topic | None:
         return Topic("command", site, service=rest[0], name=rest[1])
     if second == "cmd" and len(rest) == 3 and rest[1] == "reply":
         return Topic("reply", site, service=rest[0], name=rest[2])
+    if second == "config" and len(rest) == 2:
+        return Topic("config", site, service=rest[0], name=rest[1])
     if second == "console" and rest == ["ack"]:
         return Topic("console_ack", site)
     if second not in RESERVED and len(rest) == 2:

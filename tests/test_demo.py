@@ -1,4 +1,4 @@
-"""`sitewarden demo`, as a user runs it: both door alerts appear within 30 s and the console confirms them."""
+"""`sitewarden demo`, as a user runs it: grants, denials and both door alerts appear within 30 s and the console confirms them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
-def test_demo_shows_forced_and_held_door_alerts_within_30_s(tmp_path: Path, broker: str) -> None:
+def test_demo_shows_grants_denials_and_door_alerts_within_30_s(tmp_path: Path, broker: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "edge.cli", "demo", "--duration", "30", "--broker", broker,
          "--data-dir", str(tmp_path / "demo")],
@@ -19,6 +19,9 @@ def test_demo_shows_forced_and_held_door_alerts_within_30_s(tmp_path: Path, brok
     )
     out = done.stdout
     assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert re.search(r"GRANT +access_granted +front +H10301:12/\*\*\*\*1 \(alice\)", out), out
+    assert re.search(r"DENY +access_denied +front +H10301:99/\*\*\*\*2: unknown_card", out), out
+    assert re.search(r"DENY +access_denied +back-office +H10301:12/\*\*\*\*2: outside_schedule", out), out
     assert re.search(r"NEW +high +door_forced_open +front ", out), out
     assert re.search(r"NEW +medium +door_held_open +back-office ", out), out
     assert re.search(r"END +medium +door_held_open +back-office .*resolved by rule:door_held_open", out), out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.config import RulesSettings
+from edge.rules.badge import DeniedBurstRule, TamperRule
 from edge.rules.base import Rule
 from edge.rules.device import DeviceOfflineRule
 from edge.rules.door import DoorForcedRule, DoorHeldRule
@@ -10,4 +11,5 @@ from edge.rules.door import DoorForcedRule, DoorHeldRule
 
 def build_rules(settings: RulesSettings) -> list[Rule]:
     """Every shipped rule, configured."""
-    return [DoorForcedRule(settings), DoorHeldRule(settings), DeviceOfflineRule(settings)]
+    return [DoorForcedRule(settings), DoorHeldRule(settings), DeviceOfflineRule(settings), TamperRule(settings),
+            DeniedBurstRule(settings)]

@@ -77,6 +77,8 @@ class SimulatedController:
         self._thread.start()
 
     def stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         os.write(self._wake_w, b"x")
         self._thread.join(5)

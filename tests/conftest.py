@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.brokers import MosquittoBroker, find_mosquitto
 from edge.processes import kill_process, stop_process
+from firmware_bridge.sim_controller import SerialPair
 
 SITE = "test-site"
 START_DEADLINE_S = 20.0
@@ -62,7 +63,7 @@ def central_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 def write_config(path: Path, data_dir: Path, local_port: int, central_port: int | None,
                  rules: dict[str, Any] | None = None, forwarder: dict[str, Any] | None = None,
-                 console: dict[str, Any] | None = None) -> Path:
+                 console: dict[str, Any] | None = None, badge: dict[str, Any] | None = None) -> Path:
     """A config file for the test site."""
     fwd: dict[str, Any] = {"enabled": central_port is not None, "ack_timeout_s": 5}
     if central_port is not None:
@@ -78,8 +79,25 @@ def write_config(path: Path, data_dir: Path, local_port: int, central_port: int 
                                "reconnect_max_delay_s": 1}, **(console or {})},
         "log": {"level": "INFO"},
     }
+    if badge is not None:
+        config["badge"] = badge
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture
+def serial_pty(tmp_path: Path) -> Iterator[Callable[[str], SerialPair]]:
+    """pty pairs standing in for USB serial adapters, each under a stable symlink like /dev/serial/by-id."""
+    pairs: list[SerialPair] = []
+
+    def make(name: str) -> SerialPair:
+        pair = SerialPair(tmp_path / "dev" / name)
+        pairs.append(pair)
+        return pair
+
+    yield make
+    for pair in pairs:
+        pair.close()
 
 
 class ServiceProcess:

@@ -1,4 +1,4 @@
-"""`sitewarden demo`, as a user runs it: grants, denials and both door alerts appear within 30 s and the console confirms them."""
+"""`sitewarden demo`, as a user runs it: grants, denials and door alerts appear within 30 s, all confirmed."""
 
 from __future__ import annotations
 

@@ -1,0 +1,169 @@
+"""The badge service as a process: a simulated controller on a real pty, decisions on a real mosquitto broker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SITE, MqttClient, ServiceProcess, wait_until, write_config
+
+from edge import topics
+from edge.brokers import MosquittoBroker
+from firmware_bridge.access import DAYS
+from firmware_bridge.protocol import InputKind, Led, LedColor, Unlock
+from firmware_bridge.sim_controller import SerialPair, SimulatedController
+from firmware_bridge.wiegand import WiegandBits, encode
+
+DEADLINE_S = 10.0
+
+
+def _badge_config(port: Path) -> dict[str, Any]:
+    return {"controllers": {"ctl-1": {
+        "port": str(port), "silence_timeout_s": 2,
+        "doors": {"front": {"reader": 0, "contact": 0, "rex": 0, "relay": 0, "unlock_ms": 4000},
+                  "lab": {"reader": 1, "contact": 1, "relay": 1, "formats": ["H10306", "H10301"]}}}}}
+
+
+def _cardholders() -> dict[str, Any]:
+    today = date.today()
+    not_today = DAYS[(today.weekday() + 2) % 7]
+    return {"version": "v1", "cardholders": [
+        {"id": "ann", "credential": "10:100"},
+        {"id": "ben", "credential": "10:101", "doors": ["lab"]},
+        {"id": "cas", "credential": "10:102", "schedule": f"{not_today} 00:00-24:00"},
+        {"id": "dee", "credential": "10:103", "enabled": False},
+        {"id": "eve", "credential": "10:104", "valid_until": (today - timedelta(days=2)).isoformat()},
+        {"id": "fay", "credential": "500:60000", "card_format": "H10306"},
+    ]}
+
+
+class Rig:
+    def __init__(self, pair: SerialPair, controller: SimulatedController, watcher: MqttClient,
+                 service: ServiceProcess) -> None:
+        self.pair, self.controller, self.watcher, self.service = pair, controller, watcher, service
+
+    def facts(self, kind: str) -> list[dict[str, Any]]:
+        return [p for p in self.watcher.payloads(f"sitewarden/{SITE}/badge/") if p.get("kind") == kind]
+
+    def wait_fact(self, kind: str, count: int = 1) -> list[dict[str, Any]]:
+        return wait_until(lambda: (f := self.facts(kind)) and len(f) >= count and f, DEADLINE_S,
+                          f"{count} {kind} fact(s)")
+
+
+@pytest.fixture
+def rig(tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str], SerialPair],
+        service_factory: Callable[[Path, str], ServiceProcess],
+        client_factory: Callable[[int], MqttClient]) -> Any:
+    pair = serial_pty("ctl-1")
+    controller = SimulatedController(pair.master)
+    for index in (0, 1):
+        controller.set_input(InputKind.DOOR_CONTACT, index, False)
+    controller.set_input(InputKind.TAMPER, 0, False)
+    controller.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    admin = client_factory(mqtt_broker.port)
+    admin.client.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(_cardholders()), qos=1,
+                         retain=True).wait_for_publish(5)
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    service = service_factory(config, "badge")
+    rig = Rig(pair, controller, watcher, service)
+    rig.wait_fact("device_came_online")
+    wait_until(lambda: "cardholder list replaced" in service.output(), DEADLINE_S, "the cardholder list")
+    yield rig
+    controller.stop()
+
+
+def test_swipe_grants_and_the_unlock_reaches_the_controller(rig: Rig) -> None:
+    """End to end: a swipe on the simulated reader -> AccessGranted on the broker -> UNLOCK at the controller."""
+    rig.controller.swipe(0, encode("H10301", 10, 100))
+    swiped = rig.wait_fact("badge_swiped")[0]
+    granted = rig.wait_fact("access_granted")[0]
+    assert (granted["door"], granted["cardholder"], granted["credential"]) == ("front", "ann", "H10301:10/****0")
+    assert (swiped["door"], swiped["reader"], swiped["card_format"]) == ("front", "ctl-1/0", "H10301")
+    unlock = rig.controller.wait_for_command(Unlock)
+    assert unlock is not None and unlock.frame.output == 0 and unlock.frame.duration_ms == 4000
+    led = rig.controller.wait_for_command(Led)
+    assert led is not None and led.frame.color == LedColor.GREEN
+    assert "10:100" not in rig.service.output()  # badge numbers are masked in logs
+
+
+@pytest.mark.parametrize(("reader", "bits", "reason"), [
+    (0, encode("H10301", 10, 999), "unknown_card"),
+    (0, encode("H10301", 10, 101), "wrong_door"),
+    (0, encode("H10301", 10, 102), "outside_schedule"),
+    (0, encode("H10301", 10, 103), "disabled"),
+    (0, encode("H10301", 10, 104), "expired"),
+    (0, WiegandBits(26, encode("H10301", 10, 100).value ^ 1), "parity_error"),
+    (0, encode("H10306", 500, 60000), "unknown_length"),
+])
+def test_denials_say_why_and_never_unlock(rig: Rig, reader: int, bits: WiegandBits, reason: str) -> None:
+    rig.controller.swipe(reader, bits)
+    denied = rig.wait_fact("access_denied")[0]
+    assert (denied["door"], denied["reason"]) == ("front", reason)
+    led = rig.controller.wait_for_command(Led)
+    assert led is not None and led.frame.color == LedColor.RED
+    assert rig.controller.wait_for_command(Unlock, timeout_s=0.5) is None
+
+
+def test_a_door_with_two_formats_decodes_the_34_bit_card(rig: Rig) -> None:
+    rig.controller.swipe(1, encode("H10306", 500, 60000))
+    granted = rig.wait_fact("access_granted")[0]
+    assert (granted["door"], granted["cardholder"]) == ("lab", "fay")
+    unlock = rig.controller.wait_for_command(Unlock)
+    assert unlock is not None and unlock.frame.output == 1
+
+
+def test_door_contact_exit_button_and_tamper_become_facts(rig: Rig) -> None:
+    rig.controller.set_input(InputKind.REQUEST_TO_EXIT, 0, True)
+    rig.controller.set_input(InputKind.DOOR_CONTACT, 0, True)
+    rig.controller.set_input(InputKind.DOOR_CONTACT, 0, False)
+    rig.controller.set_input(InputKind.TAMPER, 0, True)
+    assert rig.wait_fact("exit_requested")[0]["door"] == "front"
+    assert rig.wait_fact("door_opened")[0]["door"] == "front"
+    assert rig.wait_fact("door_closed")[0]["door"] == "front"
+    assert rig.wait_fact("tamper_detected")[0]["device_id"] == "badge/ctl-1"
+
+
+def test_bridge_reconnects_after_pty_closes(rig: Rig, serial_pty: Callable[[str], SerialPair]) -> None:
+    """The USB adapter is pulled (pty closed, symlink gone) and plugged back in: offline, then online."""
+    rig.controller.stop()
+    rig.pair.close()
+    offline = rig.wait_fact("device_went_offline")[0]
+    assert offline["device_id"] == "badge/ctl-1"
+    pair = serial_pty("ctl-1")
+    controller = SimulatedController(pair.master)
+    controller.set_input(InputKind.DOOR_CONTACT, 0, False)
+    controller.start()
+    try:
+        rig.wait_fact("device_came_online", count=2)
+        controller.swipe(0, encode("H10301", 10, 100))
+        rig.wait_fact("access_granted")
+        assert controller.wait_for_command(Unlock) is not None
+        assert rig.service.output().count("lost:") == 1  # one outage, logged once
+    finally:
+        controller.stop()
+
+
+def test_garbage_on_the_line_is_skipped_and_the_next_frame_counts(rig: Rig) -> None:
+    rig.controller.write_raw(b"\x13\x37garbage" * 50 + b"\x00" + b"\xff" * 300 + b"\x00")
+    rig.controller.swipe(0, encode("H10301", 10, 100))
+    rig.wait_fact("access_granted")
+    assert rig.service.output().count("skipped a bad frame") >= 1
+
+
+def test_a_bad_cardholder_list_is_refused_and_the_old_one_kept(rig: Rig, mqtt_broker: MosquittoBroker,
+                                                              client_factory: Callable[[int], MqttClient]) -> None:
+    admin = client_factory(mqtt_broker.port)
+    bad = {"version": "v2", "cardholders": [{"id": "zed", "credential": "10:100", "schedule": "someday 9-5"}]}
+    admin.client.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(bad), qos=1,
+                         retain=True).wait_for_publish(5)
+    wait_until(lambda: "kept the current list" in rig.service.output(), DEADLINE_S, "the refusal in the log")
+    assert "cardholder 1: schedule" in rig.service.output()
+    rig.controller.swipe(0, encode("H10301", 10, 100))
+    assert rig.wait_fact("access_granted")[0]["cardholder"] == "ann"

@@ -330,6 +330,15 @@ def schema(out: Path | None, check_dir: Path | None) -> None:
     click.echo(json.dumps({name: json.loads(text) for name, text in rendered.items()}, indent=2))
 
 
+def _add_service_commands() -> None:
+    for name, spec in discover().items():
+        if spec.commands is not None and name not in cli.commands:
+            cli.add_command(spec.commands, name)
+
+
+_add_service_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(obj={})

@@ -28,6 +28,7 @@ class ServiceSpec:
     run: RunFunction
     simulate: RunFunction | None = None
     demo_settings: Callable[[Path], dict[str, Any]] | None = None  # its config section in the demo, by data dir
+    commands: Any = None  # a click group, added to the CLI as `sitewarden <name> ...`
 
 
 def discover() -> dict[str, ServiceSpec]:

@@ -125,9 +125,19 @@ class CardholderStore:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
         self._by_credential: dict[str, Cardholder] = {}
+        self._data_version = -1
         self.reload()
 
+    def refresh_if_changed(self) -> bool:
+        """Reload when another connection (e.g. `sitewarden badge cardholders import`) committed a change."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return False
+        self.reload()
+        return True
+
     def reload(self) -> None:
+        self._data_version = self.db.execute("PRAGMA data_version").fetchone()[0]
         rows = self.db.execute(f"SELECT {', '.join(CSV_FIELDS)} FROM cardholders").fetchall()
         holders = [_from_row(dict(zip(CSV_FIELDS, row, strict=True))) for row in rows]
         self._by_credential = {h.credential: h for h in holders}

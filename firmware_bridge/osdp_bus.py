@@ -322,3 +322,42 @@ class OsdpBus:
         elif kind == Event.Status and event.get("type") == StatusReportType.Local:
             report = bytes(event.get("report", b""))
             self.handler(LocalStatus(spec.name, bool(report[:1] and report[0]), bool(report[1:2] and report[1])))
+
+
+def provision_key(port: str, baudrate: int, address: int, key: bytes, timeout_s: float = 15.0,
+                  channel: Channel | None = None) -> str:
+    """Set `key` on a reader in install mode, then prove it with Secure Channel enforced; returns what happened.
+
+    libosdp's CP in install mode opens the Secure Channel with the default key (SCBK-D); the new key goes over
+    it as osdp_KEYSET. Raises TimeoutError when a step does not finish in `timeout_s`.
+    """
+    channel = channel or SerialChannel(port, baudrate)
+
+    def wait(cp: ControlPanel, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if cp.is_online(address) and cp.is_sc_active(address):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"reader at address {address} on {port}: {what} did not finish in {timeout_s:g} s")
+
+    install = ControlPanel([PDInfo(address, channel, scbk=key, flags=[LibFlag.InstallMode])], log_level=LogLevel.Error)
+    install.start()
+    try:
+        wait(install, "install-mode Secure Channel")
+        if not install.submit_command(address, {"command": Command.Keyset, "type": 1, "data": key}):
+            raise TimeoutError(f"reader at address {address} on {port}: the key could not be queued")
+        time.sleep(1.0)  # the reader takes the key and both sides restart Secure Channel with it
+        wait(install, "Secure Channel restart with the new key")
+    finally:
+        install.stop()
+    verify = ControlPanel([PDInfo(address, channel, scbk=key, flags=[LibFlag.EnforceSecure])], log_level=LogLevel.Error)
+    verify.start()
+    try:
+        wait(verify, "Secure Channel with the new key")
+    finally:
+        verify.stop()
+        close = getattr(channel, "close", None)
+        if close is not None:
+            close()  # the badge service opens the port next
+    return f"reader at address {address} on {port} now uses the key; Secure Channel verified"

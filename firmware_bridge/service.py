@@ -37,6 +37,7 @@ from edge.store import database_path, open_database
 from firmware_bridge import cardholders
 from firmware_bridge.access import decide
 from firmware_bridge.cardholders import CardholderError, CardholderStore
+from firmware_bridge.commands import badge as badge_commands
 from firmware_bridge.link import CommandResult
 from firmware_bridge.osdp_bus import (
     CardPresented,
@@ -249,6 +250,8 @@ class BadgeService:
             else:
                 credential, card_format, masked = None, None, read.masked  # type: ignore[assignment]
         now = datetime.now(self.tz)
+        if self.cardholders.refresh_if_changed():
+            logger.info("cardholder list reloaded: %d cardholders", len(self.cardholders))
         if isinstance(read, BadRead):
             granted, reason, holder_id = False, read.reason, None
         else:
@@ -349,6 +352,7 @@ SERVICE = ServiceSpec(
     run=run,
     simulate=_simulate,
     demo_settings=lambda data_dir: _demo_settings(data_dir),
+    commands=badge_commands,
 )
 
 

@@ -20,14 +20,12 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[st
             found.append((*prefix, name))
     return found
 
-
 def _command(path: tuple[str, ...]) -> click.Command:
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
         command = command.commands[name]
     return command
-
 
 def test_every_command_has_help_ending_with_an_example_and_every_option_is_explained() -> None:
     runner = CliRunner()
@@ -43,12 +41,10 @@ def test_every_command_has_help_ending_with_an_example_and_every_option_is_expla
         unexplained = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
         assert unexplained == [], f"`sitewarden {' '.join(path)}` options without help: {unexplained}"
 
-
 def test_version() -> None:
     result = CliRunner().invoke(cli, ["--version"], obj={})
     assert result.exit_code == 0
     assert result.output.strip() == f"sitewarden, version {__version__}"
-
 
 def test_run_unknown_service_names_the_installed_ones() -> None:
     result = CliRunner().invoke(cli, ["run", "teleporter"], obj={})
@@ -56,10 +52,10 @@ def test_run_unknown_service_names_the_installed_ones() -> None:
     assert "unknown service 'teleporter'" in result.output
     assert "console, edge" in result.output
 
-
 def test_services_are_discovered_from_entry_points() -> None:
     from edge.services import discover
 
     specs = discover()
-    assert {"edge", "console"} <= set(specs)
-    assert specs["edge"].simulate is not None
+    assert {"edge", "console", "badge"} <= set(specs)
+    assert specs["badge"].simulate is not None and specs["badge"].commands is not None
+

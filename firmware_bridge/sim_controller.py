@@ -65,6 +65,7 @@ class SimulatedController:
         self.ack_commands = True
         self.errors = 0
         self._seq = 0
+        self._event_seq = 0
         self._queue: deque[Frame] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -121,7 +122,10 @@ class SimulatedController:
 
     def _enqueue(self, frame: Frame) -> None:
         with self._lock:
-            self._queue.append(frame.__class__(self._next_seq(), *frame._fields()))
+            # Events count on their own: a repeat is recognised by its number, so two different events must
+            # never share one, however many heartbeats and acks went out between them.
+            self._event_seq = (self._event_seq + 1) & 0xFF
+            self._queue.append(frame.__class__(self._event_seq, *frame._fields()))
         os.write(self._wake_w, b"x")
 
     def _send_now(self, frame: Frame) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import random
+import time
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +30,9 @@ from firmware_bridge.protocol import (
     decode_frame,
     encode_frame,
 )
+from firmware_bridge.serial_link import SerialLink
+from firmware_bridge.sim_controller import SerialPair, SimulatedController
+from firmware_bridge.wiegand import WiegandBits, encode
 
 SAMPLES: list[Frame] = [
     Hello(1, 0xDEADBEEF, 1, 0, 5),
@@ -146,3 +152,37 @@ def test_session_ack_completes_a_command_once() -> None:
     assert result is not None and result.ok and result.tries == 1  # type: ignore[union-attr]
     assert session.receive(Ack(4, 1, 0)) == (None, b"")  # a late copy of the ack
     assert session.due(10.0) == ([], [])
+
+
+def test_hundreds_of_events_between_heartbeats_all_arrive_once(tmp_path: Path) -> None:
+    """Sequence numbers wrap at 256; 600 reads with heartbeats, acks and commands in between all come through.
+
+    Found by bench/badge.py: with one counter for every frame, the 62nd swipe reused a number still in the
+    host's repeat window and was dropped.
+    """
+    pair = SerialPair(tmp_path / "ctl")
+    controller = SimulatedController(pair.master, heartbeat_s=0.01)
+    controller.start()
+    got: queue.SimpleQueue[object] = queue.SimpleQueue()
+    link = SerialLink(str(pair.link), got.put)
+    link.start()
+    try:
+        reads = 0
+        deadline = time.monotonic() + 60
+        for card in range(600):
+            controller.swipe(0, encode("H10301", 1, card))
+            for _ in range(3):  # as after a grant: unlock, LED, buzzer, each acked by the controller
+                link.send(Unlock(0, 0, 100))
+            while reads <= card and time.monotonic() < deadline:
+                try:
+                    item = got.get(timeout=1)
+                except queue.Empty:
+                    continue
+                if isinstance(item, WiegandRead):
+                    assert WiegandBits.from_bytes(item.bit_count, item.data) == encode("H10301", 1, reads)
+                    reads += 1
+        assert reads == 600
+    finally:
+        link.stop()
+        controller.stop()
+        pair.close()

@@ -96,6 +96,7 @@ class Controller:
     def __init__(self, wdt=None):
         self.wdt = wdt
         self.seq = 0
+        self.event_seq = 0         # events number on their own (PROTOCOL.md, sequence numbers)
         self.queue = []            # (seq, wire bytes) of events waiting for the host's ack
         self.last_sent = 0
         self.seen = []             # recent host command sequence numbers (retries are acked, not redone)
@@ -122,7 +123,8 @@ class Controller:
         self.out.write(wire)
 
     def event(self, make):
-        seq = self.next_seq()
+        self.event_seq = (self.event_seq + 1) & 0xFF
+        seq = self.event_seq
         if len(self.queue) >= QUEUE_MAX:
             self.queue.pop(0)
         self.queue.append((seq, make(seq)))

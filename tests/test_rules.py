@@ -212,3 +212,39 @@ def test_acknowledging_an_older_alert_keeps_repeats_folding_into_the_newest(stor
     alerts.acknowledge(old.alert_id, by="anna")
     repeat = alerts.raise_alert(_draft("f3", 420))
     assert repeat is not None and repeat.alert_id == new.alert_id and repeat.count == 2
+
+
+def test_tamper_raises_once_and_clearing_resolves() -> None:
+    from edge.events import TamperCleared, TamperDetected
+    from edge.rules.badge import TamperRule
+
+    rule, ctx = TamperRule(RULES), Collect()
+    first = TamperDetected(site="s", source=SRC, device_id=SRC, door="front", occurred_at=at(0))
+    rule.on_fact(first, ctx)
+    rule.on_fact(TamperDetected(site="s", source=SRC, device_id=SRC, occurred_at=at(1)), ctx)
+    (draft,) = ctx.raised
+    assert (draft.kind, draft.severity, draft.door, draft.trigger) == ("tamper_detected", Severity.HIGH, "front",
+                                                                       first.event_id)
+    rule.on_fact(TamperCleared(site="s", source=SRC, device_id=SRC, occurred_at=at(5)), ctx)
+    assert ctx.resolved == [("tamper_detected", first.event_id, "tamper switch closed again")]
+
+
+def test_five_denials_within_the_window_raise_denied_swipes() -> None:
+    from edge.events import AccessDenied
+    from edge.rules.badge import DeniedBurstRule
+
+    rule, ctx = DeniedBurstRule(RULES), Collect()
+
+    def deny(t: float, door: str = "front") -> None:
+        rule.on_fact(AccessDenied(site="s", source=SRC, door=door, credential="x", reason="unknown_card",
+                                  occurred_at=at(t)), ctx)
+
+    for t in (0, 30, 59):
+        deny(t)
+    deny(70)  # the first two are out of the 60 s window now
+    deny(80, door="lab")
+    assert ctx.raised == []
+    deny(85)
+    deny(90)
+    (draft,) = ctx.raised
+    assert draft.kind == "denied_swipes" and draft.door == "front" and len(draft.fact_ids) == 5

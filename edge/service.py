@@ -68,8 +68,9 @@ class EdgeService:
         self.db = open_database(database_path(settings.data_dir, "edge"), MIGRATIONS)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.rejects = RejectLog("edge")
+        # No paho window on either link: the publisher and the forwarder bound what they hand over.
         self.local = Bus(settings.mqtt, client_id=f"sitewarden-{self.site}-edge", site=self.site, service="edge",
-                         inbox=self.inbox, clean_session=False, manual_ack=True)
+                         inbox=self.inbox, clean_session=False, manual_ack=True, max_in_flight=0)
         self.publisher = DurablePublisher(self.db, self.local)
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
@@ -79,7 +80,7 @@ class EdgeService:
             # Its own inbox: console confirmations must not queue behind a flood of facts.
             self.central = Bus(fwd.broker, client_id=f"sitewarden-{self.site}-forwarder", site=self.site,
                                service="edge", clean_session=False,
-                               max_in_flight=fwd.max_in_flight, wake=self.inbox)
+                               max_in_flight=0, wake=self.inbox)
             self.forwarder = Forwarder(self.outbox, self.central, max_in_flight=fwd.max_in_flight,
                                        ack_timeout_s=fwd.ack_timeout_s, rejects=self.rejects)
         self.alerts = AlertStore(self.db, self.site, rules_cfg.suppression_window_s, emit=self._emit)

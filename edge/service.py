@@ -81,7 +81,7 @@ class EdgeService:
             self.central = Bus(fwd.broker, client_id=f"sitewarden-{self.site}-forwarder", site=self.site,
                                service="edge", clean_session=False,
                                max_in_flight=0, wake=self.inbox)
-            self.forwarder = Forwarder(self.outbox, self.central, max_in_flight=fwd.max_in_flight,
+            self.forwarder = Forwarder(self.outbox, self.central, site=self.site, max_in_flight=fwd.max_in_flight,
                                        ack_timeout_s=fwd.ack_timeout_s, rejects=self.rejects)
         self.alerts = AlertStore(self.db, self.site, rules_cfg.suppression_window_s, emit=self._emit)
         self.rules = build_rules(rules_cfg)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge import topics
+from edge.alert_feed import AlertFeed
 from edge.alert_store import AlertAmbiguous, AlertNotFound, AlertStore
 from edge.alerts import AlertMessage, Severity
 from edge.bus import OFFLINE, ONLINE, WAKE, Bus, Inbound, LinkChanged
@@ -47,6 +48,9 @@ MIN_WRITE_INTERVAL_S = 0.005
 REPLAY_MAX_FACTS = 200_000
 PRUNE_INTERVAL_S = 3600.0
 AVAILABILITY_SOURCE = "edge/availability"
+# The publisher (command replies) and the alert feed share the local client's message ids (1-65535).
+PUBLISHER_OUTSTANDING = 30_000
+ALERT_FEED_OUTSTANDING = 30_000
 
 
 class AlertCommand(BaseModel):
@@ -74,7 +78,8 @@ class EdgeService:
         # No paho window on either link: the publisher and the forwarder bound what they hand over.
         self.local = Bus(settings.mqtt, client_id=f"sitewarden-{self.site}-edge", site=self.site, service="edge",
                          inbox=self.inbox, clean_session=False, manual_ack=True, max_in_flight=0)
-        self.publisher = DurablePublisher(self.db, self.local)
+        self.publisher = DurablePublisher(self.db, self.local, max_outstanding=PUBLISHER_OUTSTANDING)
+        self.feed = AlertFeed(self.db, self.local, self.site, max_outstanding=ALERT_FEED_OUTSTANDING)
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
         self.central: Bus | None = None
@@ -113,10 +118,9 @@ class EdgeService:
     # wiring
 
     def _emit(self, message: AlertMessage, payload: bytes) -> None:
-        topic = topics.alert_topic(self.site, message.alert.kind)
-        self.publisher.enqueue(topic, payload)
+        # Stored in alert_messages by now: the feed publishes it locally from there after the commit.
         if self.outbox is not None:
-            self.outbox.add(message.seq, message.message_id, message.alert.severity.rank, topic, payload)
+            self.outbox.add(message.seq, message.alert.severity.rank)
 
     def _outbox_overflowed(self, max_rows: int) -> None:
         now = utcnow()
@@ -161,8 +165,8 @@ class EdgeService:
         handled: list[Inbound] = []
         changes = self.db.conn.total_changes
         with transaction(self.db):
-            # Rows the local broker acknowledged since the last step go with this commit, not one of their own.
-            self.publisher.reap()
+            # What the local broker acknowledged since the last step goes with this commit, not one of its own.
+            self._reap()
             for item in batch:
                 if item is WAKE:
                     continue
@@ -180,9 +184,20 @@ class EdgeService:
         for item in handled:
             item.bus.ack(item)
         self.publisher.flush()
+        self.feed.flush()
         if self.forwarder is not None:
             self.forwarder.pump(time.monotonic())
         self._publish_stats()
+
+    def _reap(self) -> None:
+        mids: list[int] = []
+        while True:
+            try:
+                mids.append(self.local.published.get_nowait())
+            except queue.Empty:
+                break
+        self.publisher.release([mid for mid in mids if not self.feed.release(mid)])
+        self.feed.save()
 
     def _rule_time(self) -> datetime:
         """The time rules decide by: the wall clock, or while a backlog is worked off, the newest fact's time.
@@ -361,7 +376,7 @@ class EdgeService:
         out["rejected"] = dict(self.rejects.counts)
         out["alerts_raised"] = self.alerts.raised_total
         out["alerts_folded"] = self.alerts.folded_total
-        out["publish_pending"] = self.publisher.pending()
+        out["publish_pending"] = self.publisher.pending() + self.feed.pending()
         if self.outbox is not None and self.forwarder is not None:
             out |= {"outbox_depth": self.outbox.depth, "outbox_evicted": self.outbox.evicted_total,
                     "forwarded": self.forwarder.sent_total, "confirmed": self.forwarder.confirmed_total,

@@ -30,6 +30,8 @@ WAIT_S = 0.5
 # Commits (each an fsync) at least this far apart, so one carries whatever arrived meanwhile; after a
 # quiet spell nothing waits.
 MIN_WRITE_INTERVAL_S = 0.005
+# Ids per confirmation message: a backlog of batches must not make one unbounded MQTT message.
+ACK_MAX_IDS = 1000
 _READ_ERRORS = (ValidationError, ValueError, RecursionError)
 
 
@@ -108,8 +110,8 @@ class ConsoleReceiver:
         for item in handled:
             self.bus.ack(item)
         for site, ids in confirm.items():
-            if ids:
-                ack = ConsoleAck(message_ids=tuple(ids))
+            for start in range(0, len(ids), ACK_MAX_IDS):
+                ack = ConsoleAck(message_ids=tuple(ids[start:start + ACK_MAX_IDS]))
                 self.bus.publish(topics.console_ack_topic(site), ack.model_dump_json().encode(), qos=1)
 
     def _parse_one(self, item: Inbound, site: str) -> _Received:

@@ -68,20 +68,23 @@ def store_rejected(db: sqlite_utils.Database, message_id: str, site: str, topic:
 def store_message(db: sqlite_utils.Database, message: AlertMessage) -> bool:
     """Store one message (inside the caller's transaction); False if it was stored before."""
     alert = message.alert
+    payload = message.model_dump_json()
     inserted = db.execute(
         "INSERT OR IGNORE INTO alert_messages (message_id, site, seq, alert_id, type, payload) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [message.message_id, alert.site, message.seq, alert.alert_id, message.type, message.model_dump_json()],
+        [message.message_id, alert.site, message.seq, alert.alert_id, message.type, payload],
     ).rowcount
     if not inserted:
         return False
     # Messages can arrive out of order after a resend: the highest sequence number is the alert's state.
+    # The alert's JSON is cut out of the message's by sqlite rather than serialized a second time.
     db.execute(
         "INSERT INTO alerts (alert_id, site, kind, severity, state, last_seq, raised_at, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
-        "last_seq = excluded.last_seq, payload = excluded.payload WHERE excluded.last_seq > alerts.last_seq",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, json_extract(?, '$.alert')) ON CONFLICT(alert_id) DO UPDATE SET "
+        "state = excluded.state, last_seq = excluded.last_seq, payload = excluded.payload "
+        "WHERE excluded.last_seq > alerts.last_seq",
         [alert.alert_id, alert.site, alert.kind, alert.severity.value, alert.state.value, message.seq,
-         alert.raised_at.timestamp(), alert.model_dump_json()],
+         alert.raised_at.timestamp(), payload],
     )
     return True
 

@@ -11,6 +11,8 @@ from edge.events import Name, UtcDatetime
 from edge.ids import new_id
 
 MAX_FACT_IDS = 50
+# sqlite's INTEGER is 64-bit signed: a larger sequence number could be validated but never stored.
+MAX_SEQ = 2**63 - 1
 
 
 class Severity(StrEnum):
@@ -81,9 +83,24 @@ class AlertMessage(BaseModel):
 
     message_id: str = Field(default_factory=new_id, description="Unique id; the console dedupes by it.")
     v: Literal[1] = Field(default=1, description="Schema version of the message and the alert in it.")
-    seq: int = Field(default=0, ge=0, description="The site's outbox sequence number; orders a site's messages.")
+    seq: int = Field(default=0, ge=0, le=MAX_SEQ,
+                     description="The site's outbox sequence number; orders a site's messages.")
     type: Literal["new", "update", "end"] = Field(description="new when raised, update on change, end on resolve.")
     alert: Alert = Field(description="The alert as it is after this change.")
+
+
+class AlertBatch(BaseModel):
+    """Alert messages of one site in sequence order, forwarded to the console in one MQTT message.
+
+    Each message keeps its own id: the console stores and dedupes every message on its own and confirms
+    them by id, so a batch that is sent again, or cut differently after a restart, is stored once.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = Field(default=1, description="Schema version of the batch envelope.")
+    site: Name = Field(description="Site whose alert messages these are.")
+    messages: tuple[AlertMessage, ...] = Field(min_length=1, description="Alert messages, oldest first.")
 
 
 class ConsoleAck(BaseModel):

@@ -56,6 +56,10 @@ class Bus:
     `Inbound` (and link changes as `LinkChanged`), each followed by a `WAKE` on `wake` if given; broker
     acknowledgements of our publishes land on `published` as message ids. With `manual_ack` the broker's
     copy of a message is released only when the owner calls `ack()`, after it stored what the message said.
+
+    `max_in_flight=0` lifts paho's own window, for owners that bound what they hand over themselves (the
+    durable publisher, the forwarder): with a window paho walks every outstanding message on each PUBACK,
+    which at a thousand outstanding costs more than the rest of the message's trip through paho.
     """
 
     def __init__(

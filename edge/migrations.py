@@ -59,4 +59,32 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (*publisher.MIGRATIONS, Migration("edge_v1", _initial))
+def _lean_alert_path(db: sqlite_utils.Database) -> None:
+    """Each alert message is stored once, in alert_messages: the outbox and the local feed point at it.
+
+    The outbox keeps only what eviction needs (sequence number and severity) and the local alert topics
+    are fed from alert_messages behind a cursor, instead of a copy per message in publish_queue; the
+    alerts' dedupe index went unread (repeats fold through an in-memory index) and cost an update per write.
+    """
+    run_script(
+        db,
+        """
+        CREATE TABLE outbox_lean (
+            seq INTEGER PRIMARY KEY,
+            severity_rank INTEGER NOT NULL
+        );
+        INSERT INTO outbox_lean (seq, severity_rank) SELECT seq, severity_rank FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_lean RENAME TO outbox;
+        CREATE INDEX outbox_eviction ON outbox (severity_rank, seq);
+        CREATE TABLE alert_feed (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            acked_seq INTEGER NOT NULL
+        );
+        INSERT INTO alert_feed (id, acked_seq) SELECT 1, coalesce(max(seq), 0) FROM alert_messages;
+        DROP INDEX alerts_dedupe;
+        """
+    )
+
+
+MIGRATIONS = (*publisher.MIGRATIONS, Migration("edge_v1", _initial), Migration("edge_v2_lean", _lean_alert_path))

@@ -1,4 +1,4 @@
-"""The forwarder's outbox: alert messages kept in sqlite until the central console confirms them."""
+"""The forwarder's outbox: which alert messages the central console has not confirmed yet."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ class Row:
 
     seq: int
     message_id: str
-    topic: str
     payload: bytes
 
 
 class Outbox:
     """Bounded, durable, ordered by the site's sequence number.
+
+    A row names a message in `alert_messages` (same `seq`), where the message itself is stored once.
 
     When full it evicts the oldest message of the lowest severity, counts it, and calls `on_overflow`
     once per overflow episode so the edge can raise an alert about it: never a silent loss.
@@ -41,20 +42,15 @@ class Outbox:
         self._overflowing = False
         self.depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def add(self, seq: int, message_id: str, severity_rank: int, topic: str, payload: bytes) -> None:
-        """Store one message (inside the caller's transaction), evicting if the outbox is full."""
+    def add(self, seq: int, severity_rank: int) -> None:
+        """Queue the stored message `seq` (inside the caller's transaction), evicting if the outbox is full."""
         while self.depth >= self.max_rows:
             self._evict_one()
-        self.db.execute(
-            "INSERT INTO outbox (seq, message_id, severity_rank, topic, payload) VALUES (?, ?, ?, ?, ?)",
-            [seq, message_id, severity_rank, topic, payload],
-        )
+        self.db.execute("INSERT INTO outbox (seq, severity_rank) VALUES (?, ?)", [seq, severity_rank])
         self.depth += 1
 
     def _evict_one(self) -> None:
-        row = self.db.execute(
-            "SELECT seq, message_id, severity_rank FROM outbox ORDER BY severity_rank, seq LIMIT 1"
-        ).fetchone()
+        row = self.db.execute("SELECT seq, severity_rank FROM outbox ORDER BY severity_rank, seq LIMIT 1").fetchone()
         if row is None:
             self.depth = 0
             return
@@ -66,7 +62,7 @@ class Outbox:
             self._overflowing = True
             logger.error(
                 "outbox full at %d messages: evicting the oldest lowest-severity ones (first: seq %d, "
-                "severity rank %d); the console will not receive them", self.max_rows, row[0], row[2],
+                "severity rank %d); the console will not receive them", self.max_rows, row[0], row[1],
             )
             if self.on_overflow is not None:
                 self.on_overflow(self.max_rows)
@@ -85,7 +81,10 @@ class Outbox:
         for start in range(0, len(message_ids), 500):
             chunk = message_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            removed += self.db.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})", chunk).rowcount
+            removed += self.db.execute(
+                f"DELETE FROM outbox WHERE seq IN (SELECT seq FROM alert_messages WHERE message_id IN ({marks}))",
+                chunk,
+            ).rowcount
         self.depth -= removed
         self.after_confirm()
         return removed
@@ -93,6 +92,7 @@ class Outbox:
     def after(self, seq: int, limit: int) -> list[Row]:
         """Messages from `seq` on, in order."""
         rows = self.db.execute(
-            "SELECT seq, message_id, topic, payload FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?", [seq, limit]
+            "SELECT o.seq, m.message_id, m.payload FROM outbox o JOIN alert_messages m ON m.seq = o.seq "
+            "WHERE o.seq >= ? ORDER BY o.seq LIMIT ?", [seq, limit]
         ).fetchall()
-        return [Row(*r) for r in rows]
+        return [Row(seq, message_id, payload.encode()) for seq, message_id, payload in rows]

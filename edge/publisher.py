@@ -44,9 +44,10 @@ class DurablePublisher:
     One thread (the service's own loop) calls all three.
     """
 
-    def __init__(self, db: sqlite_utils.Database, bus: Bus) -> None:
+    def __init__(self, db: sqlite_utils.Database, bus: Bus, max_outstanding: int = MAX_OUTSTANDING) -> None:
         self.db = db
         self.bus = bus
+        self.max_outstanding = max_outstanding
         self._last_sent_id = 0
         self._mid_to_row: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -61,10 +62,10 @@ class DurablePublisher:
     def flush(self) -> int:
         """Hand committed rows not yet given to paho; paho keeps them across reconnects. Returns the count.
 
-        At most MAX_OUTSTANDING are handed over at once: paho's message ids run 1-65535, and a publish whose
+        At most `max_outstanding` are handed over at once: paho's message ids run 1-65535, and a publish whose
         id is still taken is dropped by paho. The rest wait here and go as acknowledgements come back.
         """
-        room = MAX_OUTSTANDING - len(self._mid_to_row)
+        room = self.max_outstanding - len(self._mid_to_row)
         if room <= 0:
             return 0
         rows = self.db.execute(
@@ -93,16 +94,22 @@ class DurablePublisher:
 
     def reap(self) -> int:
         """Delete rows the broker acknowledged; returns how many."""
-        done = []
+        mids = []
         while True:
             try:
-                mid = self.bus.published.get_nowait()
+                mids.append(self.bus.published.get_nowait())
             except queue.Empty:
                 break
-            with self._lock:
+        return self.release(mids)
+
+    def release(self, mids: list[int]) -> int:
+        """Delete the rows of these acknowledged message ids (others are not ours); returns how many."""
+        done = []
+        with self._lock:
+            for mid in mids:
                 row_id = self._mid_to_row.pop(mid, None)
-            if row_id is not None:
-                done.append(row_id)
+                if row_id is not None:
+                    done.append(row_id)
         if done:
             self._delete(done)
         return len(done)

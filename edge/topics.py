@@ -77,12 +77,23 @@ def config_topic(site: str, service: str, name: str) -> str:
     return f"{ROOT}/{_check('site', site)}/config/{_check('service', service)}/{_check('name', name)}"
 
 
+def console_alerts_topic(site: str) -> str:
+    """`sitewarden/<site>/console/alerts`: the forwarder's batches of alert messages for the console."""
+    return f"{ROOT}/{_check('site', site)}/console/alerts"
+
+
+def console_alerts_filter(site: str = "+") -> str:
+    """Subscription filter for the forwarded batches of one site, or of every site with the default."""
+    return f"{ROOT}/{site}/console/alerts"
+
+
 def console_ack_topic(site: str) -> str:
     """`sitewarden/<site>/console/ack`: the console confirms stored alert messages to their site."""
     return f"{ROOT}/{_check('site', site)}/console/ack"
 
 
-TopicKind = Literal["fact", "alert", "status", "stats", "command", "reply", "console_ack", "config"]
+TopicKind = Literal["fact", "alert", "status", "stats", "command", "reply", "console_alerts", "console_ack",
+                    "config"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,8 @@ def parse_topic(topic: str) -> Topic | None:
         return Topic("config", site, service=rest[0], name=rest[1])
     if second == "console" and rest == ["ack"]:
         return Topic("console_ack", site)
+    if second == "console" and rest == ["alerts"]:
+        return Topic("console_alerts", site)
     if second not in RESERVED and len(rest) == 2:
         return Topic("fact", site, service=second, device=rest[0], name=rest[1])
     return None

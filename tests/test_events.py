@@ -78,6 +78,7 @@ def test_topics_are_built_and_parsed_in_one_place() -> None:
     assert topics.parse_topic(topics.status_topic("s1", "vision")).kind == "status"
     assert topics.parse_topic(topics.stats_topic("s1", "vision")).kind == "stats"
     assert topics.parse_topic(topics.console_ack_topic("s1")).kind == "console_ack"
+    assert topics.parse_topic(topics.console_alerts_topic("s1")) == topics.Topic("console_alerts", "s1")
     assert topics.parse_topic(topics.command_topic("s1", "edge", "alert_ack")).kind == "command"
     assert topics.parse_topic("homeassistant/sensor/x") is None
     with pytest.raises(ValueError):

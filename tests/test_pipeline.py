@@ -24,7 +24,7 @@ def test_forced_door_alert_reaches_console_and_is_confirmed(tmp_path: Path, mqtt
                                                              service_factory, client_factory) -> None:
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, central_broker.port)
     watcher = client_factory(central_broker.port)
-    watcher.subscribe(topics.alerts_filter(SITE))
+    watcher.subscribe(topics.console_alerts_filter(SITE))
     service_factory(config, "console")
     service_factory(config, "edge")
     device = client_factory(mqtt_broker.port)
@@ -32,7 +32,9 @@ def test_forced_door_alert_reaches_console_and_is_confirmed(tmp_path: Path, mqtt
     opened = DoorOpened(site=SITE, source=SOURCE, door="front")
     device.publish(_fact_topic("door_opened"), dump_event(opened))
 
-    received = wait_until(lambda: watcher.payloads(), 10, "the alert on the central broker")
+    batches = wait_until(lambda: watcher.payloads(), 10, "the alert on the central broker")
+    assert batches[0]["v"] == 1 and batches[0]["site"] == SITE
+    received = batches[0]["messages"]
     alert = received[0]["alert"]
     assert received[0]["type"] == "new"
     assert alert["kind"] == "door_forced_open" and alert["door"] == "front"

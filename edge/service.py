@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta
@@ -239,10 +240,19 @@ class EdgeService:
         return items
 
     def _handle_safely(self, item: Inbound) -> None:
-        """Whatever a message does to a handler, it is rejected and acked: one message never stops the edge."""
+        """Whatever a message does to a handler, it is rejected and acked: one message never stops the edge.
+
+        Except trouble of the database itself (disk full, I/O error, locked): that is not the message's fault,
+        so it propagates, nothing of the batch commits or is acked, and the broker delivers it all again to
+        the restarted edge.
+        """
         try:
             with savepoint(self.db):
                 self._handle(item)
+        except sqlite3.OperationalError:
+            logger.critical("edge database failed while handling %s; stopping without acknowledging the batch",
+                            item.topic)
+            raise
         except Exception as err:
             self.rejects.reject(item.topic, "handler_error", f"{type(err).__name__}: {err}", item.payload, err)
 

@@ -334,10 +334,17 @@ def provision_key(port: str, baudrate: int, address: int, key: bytes, timeout_s:
     channel = channel or SerialChannel(port, baudrate)
 
     def wait(cp: ControlPanel, what: str) -> None:
+        # A handshake that fails once (the reader still settling on its new key) would sit out libosdp's
+        # 300 s offline wait: restart it every 2 s instead, as the bus supervisor does.
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        next_kick = time.monotonic() + 2.0
+        while (now := time.monotonic()) < deadline:
             if cp.is_online(address) and cp.is_sc_active(address):
                 return
+            if now >= next_kick:
+                cp.disable_pd(address)
+                cp.enable_pd(address)
+                next_kick = now + 2.0
             time.sleep(0.05)
         raise TimeoutError(f"reader at address {address} on {port}: {what} did not finish in {timeout_s:g} s")
 

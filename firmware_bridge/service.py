@@ -236,9 +236,8 @@ class BadgeService:
             self.rejects.reject(f"controller {cid}", "unknown_input", f"input kind {event.kind} index {event.index}")
 
     # -- decisions ----------------------------------------------------------------------------------------
-    def _swipe(self, door: str, reader: str, source_device: str, bits: WiegandBits | None, text: str | None,
+    def _swipe(self, door: str, reader: str, source: str, bits: WiegandBits | None, text: str | None,
                formats: list[str], feedback: Any) -> None:
-        source = source_device
         if text is not None:
             credential, card_format, read = text, "ascii", None
             masked = mask_credential("ascii", text)
@@ -259,7 +258,7 @@ class BadgeService:
             granted, reason, holder_id = decision.granted, decision.reason, decision.who
         feedback(granted)  # the lock first: the person is waiting at the door
         swiped = BadgeSwiped(site=self.site, source=source, door=door, reader=reader, credential=masked,
-                             card_format=card_format if card_format != "ascii" else "ascii",
+                             card_format=card_format,
                              read_error=read.reason if isinstance(read, BadRead) else None)
         if granted:
             self.counters["granted"] += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import yaml
+from bus import percentile  # bench/bus.py: the same nearest-rank percentile for every figure
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import topics
@@ -29,8 +30,7 @@ SITE = "bench"
 
 
 def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return percentile(sorted(values), p / 100)
 
 
 def parser_rate(frames: int) -> float:

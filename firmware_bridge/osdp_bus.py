@@ -29,8 +29,6 @@ from firmware_bridge.wiegand import WiegandBits
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 0.1
-NOTIFICATION_EVENT = 5
-NOTIFY_PD_STATUS = 2
 
 
 def load_key(path: Path) -> bytes:

@@ -220,18 +220,10 @@ class BadgeService:
             found = _door_for(controller, "rex", event.index)
             if found is not None and active:
                 self._publish(ExitRequested(site=self.site, source=source, door=found[0]))
-        elif event.kind == InputKind.TAMPER:
+        elif event.kind in (InputKind.TAMPER, InputKind.POWER):
             doors = list(controller.doors)
-            door = doors[0] if len(doors) == 1 else None
-            if active:
-                self._publish(TamperDetected(site=self.site, source=source, device_id=source, door=door))
-            elif known is not None:
-                self._publish(TamperCleared(site=self.site, source=source, device_id=source, door=door))
-        elif event.kind == InputKind.POWER:
-            if active:
-                self._publish(PowerFailed(site=self.site, source=source, device_id=source))
-            elif known is not None:
-                self._publish(PowerRestored(site=self.site, source=source, device_id=source))
+            self._tamper_or_power(source, doors[0] if len(doors) == 1 else None, InputKind(event.kind), active,
+                                  known)
         else:
             self.rejects.reject(f"controller {cid}", "unknown_input", f"input kind {event.kind} index {event.index}")
 
@@ -304,14 +296,20 @@ class BadgeService:
             key = (device_id, int(kind), 0)
             known = self._input_state.get(key)
             self._input_state[key] = int(active)
-            if known == int(active) or (known is None and not active):
-                continue
-            if kind == InputKind.TAMPER:
-                cls = TamperDetected if active else TamperCleared
-                self._publish(cls(site=self.site, source=device_id, device_id=device_id, door=door))
-            else:
-                power = PowerFailed if active else PowerRestored
-                self._publish(power(site=self.site, source=device_id, device_id=device_id))
+            if known != int(active):
+                self._tamper_or_power(device_id, door, kind, active, known)
+
+    def _tamper_or_power(self, device_id: str, door: str | None, kind: InputKind, active: bool,
+                         known: int | None) -> None:
+        """Publish a tamper or power change; the first report after a start only when it is the alarming one."""
+        if known is None and not active:
+            return
+        if kind == InputKind.TAMPER:
+            tamper = TamperDetected if active else TamperCleared
+            self._publish(tamper(site=self.site, source=device_id, device_id=device_id, door=door))
+        else:
+            power = PowerFailed if active else PowerRestored
+            self._publish(power(site=self.site, source=device_id, device_id=device_id))
 
     # -- cardholder updates over MQTT ------------------------------------------------------------------------
     def _config_message(self, item: Inbound) -> None:

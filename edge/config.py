@@ -300,6 +300,104 @@ class BadgeSettings(Section):
         return self
 
 
+Language = Literal["nl", "en"]
+HostId = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _clock_time(value: str) -> str:
+    try:
+        hours, minutes = value.split(":")
+        if not (0 <= int(hours) <= 23 and 0 <= int(minutes) <= 59 and len(minutes) == 2):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day as HH:MM") from None
+    return value
+
+
+ClockTime = Annotated[str, AfterValidator(_clock_time)]
+
+
+class HostEntry(Section):
+    """One person visitors can come for."""
+
+    name: str = Field(min_length=1, max_length=120, description="Name as visitors would type it.")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", description="Where the arrival "
+                              "notice goes (needs `kiosk.smtp`).")
+    department: str = Field(default="", max_length=120, description="Shown beside the name in the directory.")
+
+
+class HouseRules(Section):
+    """The house rules / NDA a visitor signs: versioned, one text per language."""
+
+    version: str = Field(min_length=1, max_length=40, description="Change this when the text changes: everyone "
+                         "signs again.")
+    text: dict[Language, str] = Field(description="The text, per language (`nl` and `en`).")
+    valid_days: int = Field(default=365, ge=1, le=3650, description="A returning visitor signs again after this "
+                            "many days, even when the version did not change.")
+
+    @model_validator(mode="after")
+    def _both_languages(self) -> HouseRules:
+        missing = {"nl", "en"} - set(self.text)
+        if missing:
+            raise ValueError(f"text is missing language(s) {', '.join(sorted(missing))}")
+        return self
+
+
+class SmtpSettings(Section):
+    """The site's mail server, for telling hosts their visitor arrived."""
+
+    host: str = Field(description="SMTP server host name or address.")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS before logging in.")
+    username: str | None = Field(default=None, description="Login name, when the server wants one.")
+    password_file: SecretFile | None = Field(default=None, description="File holding the SMTP password.")
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address of the notices.")
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="Give up on one delivery try after this.")
+
+
+class KioskSettings(Section):
+    """The visitor kiosk and the reception console."""
+
+    device_id: str = Field(default="reception", pattern=NAME_PATTERN, description="This kiosk's id in facts.")
+    listen_host: str = Field(default="127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the web server listens on.")
+    tls_cert_file: ExistingFile | None = Field(default=None, description="Serve HTTPS with this certificate (PEM).")
+    tls_key_file: SecretFile | None = Field(default=None, description="Private key of `tls_cert_file`.")
+    secure_cookies: bool = Field(default=True, description="Mark cookies Secure (HTTPS only). Browsers also send "
+                                 "them to http://localhost, so the demo works; keep this on everywhere else.")
+    default_language: Language = Field(default="nl", description="Language a new screen starts in.")
+    key_file: Path | None = Field(default=None, description="AES-GCM keyring that encrypts visitor data; "
+                                  "`<data_dir>/kiosk.key` when unset. Created (mode 0600) on first start.")
+    hosts: dict[HostId, HostEntry] = Field(default_factory=dict, description="The host directory, by host id.")
+    house_rules: HouseRules = Field(
+        default_factory=lambda: HouseRules(version="1", text={
+            "nl": "Draag uw bezoekerspas zichtbaar. Volg de aanwijzingen van uw gastheer of gastvrouw.",
+            "en": "Wear your visitor badge where it can be seen. Follow your host's directions."}),
+        description="House rules / NDA text and version.")
+    watchlist_file: ExistingFile | None = Field(default=None, description="Watch/deny list: one name per line, "
+                                                "`#` comments. Re-read when it changes.")
+    smtp: SmtpSettings | None = Field(default=None, description="Mail server for host notices; none when unset.")
+    visit_hours: float = Field(default=8.0, gt=0, le=24, description="Expected length of a walk-in visit.")
+    overstay_grace_min: float = Field(default=30.0, ge=0, description="Minutes past the expected end before a "
+                                      "visit counts as overdue.")
+    end_of_day: ClockTime = Field(default="20:00", description="Local time at which visitors still on site are "
+                                  "checked out automatically.")
+    retention_days: int = Field(default=30, ge=1, le=3650, description="Visits older than this are anonymized.")
+    badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A badge prints valid until "
+                                     "check-in plus this, capped at the end of day.")
+    checkin_rate_per_min: int = Field(default=30, ge=1, description="Check-ins accepted per minute per client.")
+    login_attempts: int = Field(default=5, ge=1, description="Failed staff logins allowed per user and per "
+                                "client within `login_window_min`.")
+    login_window_min: float = Field(default=15.0, gt=0, description="Window of the login limit, in minutes.")
+    staff_session_hours: float = Field(default=8.0, gt=0, le=24, description="A staff login lasts this long.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> KioskSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
+
+
 class LogSettings(Section):
     """Logging."""
 
@@ -319,6 +417,8 @@ class Settings(BaseSettings):
     edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The central console receiver.")
     badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).")
+    kiosk: KioskSettings = Field(default_factory=KioskSettings, description="The visitor kiosk and reception "
+                                 "console.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @classmethod

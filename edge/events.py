@@ -144,6 +144,48 @@ class PowerRestored(Event):
     device_id: str = Field(description="Device id, unique on the site.")
 
 
+VisitId = Annotated[str, Field(pattern=r"^[0-9a-f-]{36}$", description="The kiosk's visit id (UUIDv7).")]
+
+
+class VisitorArrived(Event):
+    """A visitor finished check-in at the kiosk (or reception checked them in); their host is being told.
+
+    No personal data travels in facts: the host's notice e-mail and the reception console carry the name.
+    """
+
+    kind: Literal["visitor_arrived"] = "visitor_arrived"
+    visit_id: VisitId
+    host_id: Name = Field(description="Host id from the site's host directory.")
+    pre_registered: bool = Field(default=False, description="The visit was expected (an invite was used).")
+    checked_in_by: Literal["kiosk", "reception"] = Field(default="kiosk", description="Who completed check-in.")
+
+
+class VisitorCheckedOut(Event):
+    """A visit ended: checked out at the kiosk, by reception, or automatically at the end of the day."""
+
+    kind: Literal["visitor_checked_out"] = "visitor_checked_out"
+    visit_id: VisitId
+    host_id: Name = Field(description="Host id from the site's host directory.")
+    checked_out_by: Literal["kiosk", "reception", "end_of_day"] = Field(description="How the visit ended.")
+
+
+class VisitorOverstayed(Event):
+    """A visitor is still on site past the visit's expected end (plus the site's grace)."""
+
+    kind: Literal["visitor_overstayed"] = "visitor_overstayed"
+    visit_id: VisitId
+    host_id: Name = Field(description="Host id from the site's host directory.")
+    expected_end: UtcDatetime = Field(description="When the visit was expected to end, in UTC.")
+
+
+class WatchlistMatched(Event):
+    """A check-in matched the site's watch/deny list and is held for reception; the visitor is not told why."""
+
+    kind: Literal["watchlist_matched"] = "watchlist_matched"
+    visit_id: VisitId
+    entry: str = Field(description="Reference of the matching watchlist entry (its line number), never the name.")
+
+
 DeviceType = Literal["service", "reader", "camera", "sensor", "controller", "radio", "interface"]
 
 
@@ -188,6 +230,10 @@ FACT_TYPES: tuple[type[Event], ...] = (
     TamperCleared,
     PowerFailed,
     PowerRestored,
+    VisitorArrived,
+    VisitorCheckedOut,
+    VisitorOverstayed,
+    WatchlistMatched,
 )
 
 Fact = Annotated[
@@ -204,7 +250,11 @@ Fact = Annotated[
     | TamperDetected
     | TamperCleared
     | PowerFailed
-    | PowerRestored,
+    | PowerRestored
+    | VisitorArrived
+    | VisitorCheckedOut
+    | VisitorOverstayed
+    | WatchlistMatched,
     Field(discriminator="kind"),
 ]
 FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)

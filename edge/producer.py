@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from edge import topics
@@ -35,7 +37,8 @@ class FactProducer:
         self.bus = Bus(settings.mqtt, client_id=f"sitewarden-{self.site}-{service}", site=self.site,
                        service=service, inbox=inbox)
         self.publisher = DurablePublisher(self.db, self.bus)
-        self._lock = threading.Lock()
+        # Held around every use of `db`: a service that keeps its own tables here takes it too (re-entrant).
+        self.lock = threading.RLock()
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name=f"{service}-reaper", daemon=True)
 
@@ -49,23 +52,34 @@ class FactProducer:
 
     def publish(self, *facts: Event) -> None:
         """Store the facts (one transaction), then publish them in order."""
-        with self._lock:
+        with self.atomic() as out:
+            out.extend(facts)
+
+    @contextmanager
+    def atomic(self) -> Iterator[list[Event]]:
+        """One transaction on the service's database for the caller's own writes and the facts it appends.
+
+        Both commit together or neither does (an exception rolls back and propagates); the facts are handed
+        to the broker after the commit. Use `db` inside the block: `with producer.atomic() as out: ...`.
+        """
+        with self.lock:
+            facts: list[Event] = []
             with transaction(self.db):
+                yield facts
                 for fact in facts:
-                    device = fact.source.split("/", 1)[1]
-                    topic = topics.fact_topic(self.site, self.service, device, fact.kind)  # type: ignore[attr-defined]
+                    topic = topics.fact_topic(self.site, self.service, fact.device, fact.kind)  # type: ignore[attr-defined]
                     self.publisher.enqueue(topic, dump_event(fact))
             self.publisher.flush()
 
     def pending(self) -> int:
         """Facts not yet acknowledged by the broker."""
-        with self._lock:
+        with self.lock:
             return self.publisher.pending()
 
     def _reap_loop(self) -> None:
         """Delete what the broker acknowledged, and hand over what waits (leftovers, or beyond paho's ids)."""
         while True:
-            with self._lock:
+            with self.lock:
                 self.publisher.reap()
                 self.publisher.flush()
             if self._stop.wait(REAP_INTERVAL_S):
@@ -76,7 +90,7 @@ class FactProducer:
         self._stop.set()
         if self._reaper.is_alive():
             self._reaper.join(2)
-        with self._lock:
+        with self.lock:
             self.publisher.reap()
         self.bus.stop()
         self.db.conn.close()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.brokers import MosquittoBroker, find_mosquitto
+from edge.brokers import MosquittoBroker, find_mosquitto, free_port
 from edge.processes import kill_process, stop_process
 from firmware_bridge.sim_controller import SerialPair
 
@@ -63,7 +63,8 @@ def central_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 def write_config(path: Path, data_dir: Path, local_port: int, central_port: int | None,
                  rules: dict[str, Any] | None = None, forwarder: dict[str, Any] | None = None,
-                 console: dict[str, Any] | None = None, badge: dict[str, Any] | None = None) -> Path:
+                 console: dict[str, Any] | None = None, badge: dict[str, Any] | None = None,
+                 kiosk: dict[str, Any] | None = None) -> Path:
     """A config file for the test site."""
     fwd: dict[str, Any] = {"enabled": central_port is not None, "ack_timeout_s": 5}
     if central_port is not None:
@@ -81,6 +82,8 @@ def write_config(path: Path, data_dir: Path, local_port: int, central_port: int 
     }
     if badge is not None:
         config["badge"] = badge
+    if kiosk is not None:
+        config["kiosk"] = kiosk
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -217,3 +220,67 @@ def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...
         return []
     finally:
         conn.close()
+
+
+KIOSK_HOSTS = {
+    "anna": {"name": "Anna de Vries", "department": "Facilities", "email": "anna@example.invalid"},
+    "ravi": {"name": "Ravi Kumar", "department": "Finance"},
+    "jose": {"name": "José Álvarez", "department": "IT"},
+}
+
+
+def kiosk_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """A kiosk section for tests: three hosts, a watchlist file, house rules version 1."""
+    watchlist = tmp_path / "watchlist.txt"
+    watchlist.write_text("# test list\nMallory Example\nJosé  van der Berg\n", encoding="utf-8")
+    return {
+        "port": free_port(),
+        "default_language": "en",
+        "watchlist_file": str(watchlist),
+        "hosts": KIOSK_HOSTS,
+        "house_rules": {"version": "1", "valid_days": 30,
+                        "text": {"nl": "Draag uw pas zichtbaar.", "en": "Wear your badge where it can be seen."}},
+        **extra,
+    }
+
+
+class KioskSite:
+    """A kiosk service built from a real config (not serving): its app under TestClient, its desk and auth."""
+
+    def __init__(self, tmp_path: Path, broker_port: int, start_producer: bool = True, **kiosk: Any) -> None:
+        from fastapi.testclient import TestClient
+
+        from edge.config import load_settings
+        from kiosk.service import KioskService
+
+        self.data_dir = tmp_path / "data"
+        self.config = write_config(tmp_path / "config.yaml", self.data_dir, broker_port, None,
+                                   kiosk=kiosk_config(tmp_path, **kiosk))
+        self.settings = load_settings(self.config)
+        self.service = KioskService(self.settings)
+        if start_producer:
+            self.service.producer.start()
+        self.desk = self.service.desk
+        self.auth = self.service.auth
+        # https: the cookies are Secure, and a client only sends those over https.
+        self.client = TestClient(self.service.app, base_url="https://testserver")
+        self.db_path = self.data_dir / "kiosk.db"
+
+    def csrf(self, path: str = "/checkin") -> str:
+        import re
+
+        page = self.client.get(path)
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert found, f"no CSRF field on {path}"
+        return found.group(1)
+
+    def close(self) -> None:
+        self.client.close()
+        self.service.producer.stop()
+
+
+@pytest.fixture
+def kiosk_site(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[KioskSite]:
+    site = KioskSite(tmp_path, mqtt_broker.port)
+    yield site
+    site.close()

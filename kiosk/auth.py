@@ -1,0 +1,235 @@
+"""Staff accounts: argon2 password hashes, a TOTP second factor that refuses replays, server-side sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from edge.events import utcnow
+from kiosk.crypto import FieldCipher
+from kiosk.desk import Storage
+from kiosk.store import iso
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["reception", "facilities", "admin"]
+ROLES: tuple[Role, ...] = ("reception", "facilities", "admin")
+# What each role may do on the reception console.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "view": frozenset({"reception", "facilities", "admin"}),  # on site, expected, overdue, roll call
+    "manage_visits": frozenset({"reception", "admin"}),  # check out, release/refuse, pre-register, import
+    "audit": frozenset({"admin"}),
+}
+TOTP_STEP_S = 30
+PASSWORD_STAGE_MINUTES = 5
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("timing-equalizer")
+
+
+@dataclass(frozen=True)
+class StaffSession:
+    """A logged-in (or half logged-in) staff member."""
+
+    username: str
+    role: Role
+    stage: Literal["password", "full"]
+    csrf: str
+
+    def may(self, permission: str) -> bool:
+        """Whether this role has the permission."""
+        return self.stage == "full" and self.role in PERMISSIONS[permission]
+
+
+class UserError(ValueError):
+    """A staff account command that cannot be done (exists, unknown role, weak password)."""
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class StaffAuth:
+    """Accounts and sessions in the kiosk's database."""
+
+    def __init__(self, producer: Storage, cipher: FieldCipher, session_hours: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.producer = producer
+        self.db = producer.db
+        self.cipher = cipher
+        self.session_hours = session_hours
+        self.clock = clock
+
+    # -- accounts ---------------------------------------------------------------------------------------------
+    def add_user(self, username: str, role: str, password: str) -> str:
+        """Create an account; returns its new TOTP secret (shown once, to be put in an authenticator app)."""
+        if role not in ROLES:
+            raise UserError(f"unknown role {role!r}: pick one of {', '.join(ROLES)}")
+        if not (3 <= len(username) <= 64) or not username.replace("-", "").replace(".", "").replace("_", "").isalnum():
+            raise UserError("username: 3-64 letters, digits, '.', '-' or '_'")
+        if len(password) < 12:
+            raise UserError("password: at least 12 characters")
+        secret = pyotp.random_base32()
+        with self.producer.atomic():
+            if self.db.execute("SELECT 1 FROM staff_users WHERE username = ?", [username]).fetchone():
+                raise UserError(f"user {username!r} exists already")
+            self.db.execute("INSERT INTO staff_users (username, role, password_hash, totp_enc, created_at) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            [username, role, _hasher.hash(password),
+                             self.cipher.seal("staff_users", "totp", username, secret), iso(self.clock())])
+            self.db.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?, 'admin-cli', 'add_user', ?)",
+                            [iso(self.clock()), f"{username} ({role})"])
+        return secret
+
+    def users(self) -> list[tuple[str, str, bool]]:
+        """(username, role, disabled) of every account."""
+        with self.producer.lock:
+            return [(r[0], r[1], bool(r[2])) for r in
+                    self.db.execute("SELECT username, role, disabled FROM staff_users ORDER BY username")]
+
+    # -- login --------------------------------------------------------------------------------------------------
+    def check_password(self, username: str, password: str) -> str | None:
+        """A password-stage session token when the password is right, else None (same work either way)."""
+        with self.producer.lock:
+            row = self.db.execute("SELECT password_hash, disabled FROM staff_users WHERE username = ?",
+                                  [username]).fetchone()
+        stored = row[0] if row else _DUMMY_HASH
+        try:
+            _hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return None
+        if row is None or row[1]:
+            return None
+        if _hasher.check_needs_rehash(stored):
+            with self.producer.atomic():
+                self.db.execute("UPDATE staff_users SET password_hash = ? WHERE username = ?",
+                                [_hasher.hash(password), username])
+        return self._new_session(username, "password", timedelta(minutes=PASSWORD_STAGE_MINUTES))
+
+    def check_totp(self, token: str, code: str) -> bool:
+        """Second step: a current TOTP code, never one accepted before (pyotp alone would take it twice)."""
+        session = self.session(token)
+        if session is None or session.stage != "password" or not (code.isdigit() and len(code) == 6):
+            return False
+        with self.producer.atomic():
+            row = self.db.execute("SELECT totp_enc, last_totp_step FROM staff_users WHERE username = ?",
+                                  [session.username]).fetchone()
+            secret = self.cipher.open("staff_users", "totp", session.username, row[0])
+            totp = pyotp.TOTP(secret or "")
+            now = self.clock().timestamp()
+            step = None
+            for offset in (0, -1, 1):  # this step and one either side, for clock drift
+                candidate = int(now // TOTP_STEP_S) + offset
+                if hmac.compare_digest(totp.generate_otp(candidate), code):
+                    step = candidate
+                    break
+            if step is None or step <= row[1]:
+                if step is not None:
+                    logger.warning("staff %s: TOTP code replayed (step %d already used)", session.username, step)
+                return False
+            self.db.execute("UPDATE staff_users SET last_totp_step = ? WHERE username = ?", [step, session.username])
+            self.db.execute("UPDATE staff_sessions SET stage = 'full', expires_at = ? WHERE token_hash = ?",
+                            [iso(self.clock() + timedelta(hours=self.session_hours)), _hash(token)])
+            self.db.execute("INSERT INTO audit (at, actor, action) VALUES (?, ?, 'login')",
+                            [iso(self.clock()), session.username])
+        return True
+
+    def _new_session(self, username: str, stage: str, lifetime: timedelta) -> str:
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.producer.atomic():
+            self.db.execute("DELETE FROM staff_sessions WHERE expires_at < ?", [iso(now)])
+            self.db.execute("INSERT INTO staff_sessions (token_hash, username, stage, csrf, created_at, expires_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [_hash(token), username, stage, secrets.token_urlsafe(24), iso(now), iso(now + lifetime)])
+        return token
+
+    def session(self, token: str | None) -> StaffSession | None:
+        """The live session behind a cookie value."""
+        if not token:
+            return None
+        with self.producer.lock:
+            row = self.db.execute(
+                "SELECT s.username, u.role, s.stage, s.csrf FROM staff_sessions s JOIN staff_users u USING (username) "
+                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0", [_hash(token), iso(self.clock())]
+            ).fetchone()
+        return StaffSession(row[0], row[1], row[2], row[3]) if row else None
+
+    def logout(self, token: str) -> None:
+        """End a session."""
+        with self.producer.atomic():
+            row = self.db.execute("SELECT username FROM staff_sessions WHERE token_hash = ?", [_hash(token)]).fetchone()
+            self.db.execute("DELETE FROM staff_sessions WHERE token_hash = ?", [_hash(token)])
+            if row:
+                self.db.execute("INSERT INTO audit (at, actor, action) VALUES (?, ?, 'logout')",
+                                [iso(self.clock()), row[0]])
+
+    # -- API tokens ---------------------------------------------------------------------------------------------
+    def create_api_token(self, name: str) -> str:
+        """A new bearer token for the JSON API (shown once; only its hash is kept)."""
+        token = "swk_" + secrets.token_urlsafe(32)
+        with self.producer.atomic():
+            if self.db.execute("SELECT 1 FROM api_tokens WHERE name = ?", [name]).fetchone():
+                raise UserError(f"a token named {name!r} exists already; revoke it first")
+            self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)",
+                            [_hash(token), name, iso(self.clock())])
+            self.db.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?, 'admin-cli', 'api_token', ?)",
+                            [iso(self.clock()), f"created {name}"])
+        return token
+
+    def revoke_api_token(self, name: str) -> bool:
+        """Revoke a token by name."""
+        with self.producer.atomic():
+            cur = self.db.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+            return cur.rowcount == 1
+
+    def api_client(self, token: str) -> str | None:
+        """The name of the API client holding this token."""
+        with self.producer.lock:
+            row = self.db.execute("SELECT name FROM api_tokens WHERE token_hash = ?", [_hash(token)]).fetchone()
+        return row[0] if row else None
+
+
+class RateLimiter:
+    """At most `limit` events per key within `window_s` (a sliding window, in memory)."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, key: str, now: float) -> deque[float]:
+        hits = self._hits[key]
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        return hits
+
+    def blocked(self, *keys: str) -> bool:
+        """Whether any key has used up its allowance (does not count a hit)."""
+        now = self.clock()
+        with self._lock:
+            return any(len(self._trim(k, now)) >= self.limit for k in keys)
+
+    def hit(self, *keys: str) -> None:
+        """Count one event against every key."""
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                self._trim(key, now).append(now)
+            if len(self._hits) > 10_000:  # forget idle keys so a scan cannot grow memory without bound
+                for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window_s]:
+                    del self._hits[key]

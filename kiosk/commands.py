@@ -1,0 +1,198 @@
+"""`sitewarden kiosk ...`: staff accounts, API tokens, erasure, anonymizing, key rotation."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+import pyotp
+
+from edge.config import ConfigError, Settings, load_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config") if ctx.obj else None)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _open(settings: Settings):
+    from kiosk.crypto import FieldCipher, KeyFileError, load_keyring
+    from kiosk.service import OfflineStorage, key_path
+
+    try:
+        cipher = FieldCipher(load_keyring(key_path(settings), create=True))
+    except KeyFileError as err:
+        raise click.ClickException(str(err)) from err
+    return OfflineStorage(settings), cipher
+
+
+@click.group()
+def kiosk() -> None:
+    """The visitor kiosk: staff accounts, API tokens, privacy commands.
+
+    Example: sitewarden kiosk user add anna --role reception
+    """
+
+
+@kiosk.group("user")
+def user() -> None:
+    """Staff accounts of the reception console (password plus TOTP code).
+
+    Example: sitewarden kiosk user list
+    """
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["reception", "facilities", "admin"]), required=True,
+              help="reception: visits; facilities: view and roll call; admin: everything and the audit log.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the password from this file instead of asking.")
+@click.pass_context
+def user_add(ctx: click.Context, username: str, role: str, password_file: Path | None) -> None:
+    """Add a staff account and print its TOTP secret for an authenticator app (shown once).
+
+    Example: sitewarden kiosk user add anna --role reception
+    """
+    from kiosk.auth import StaffAuth, UserError
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    if password_file:
+        password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    else:
+        password = getpass.getpass("password (12+ characters): ")
+        if getpass.getpass("again: ") != password:
+            raise click.ClickException("the passwords differ; nothing was saved")
+    try:
+        secret = StaffAuth(storage, cipher, settings.kiosk.staff_session_hours).add_user(username, role, password)
+    except UserError as err:
+        raise click.ClickException(str(err)) from err
+    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"SiteWarden {settings.site.id}")
+    click.echo(f"user {username} ({role}) added.\nTOTP secret: {secret}\nauthenticator URI: {uri}")
+
+
+@user.command("list")
+@click.pass_context
+def user_list(ctx: click.Context) -> None:
+    """List staff accounts.
+
+    Example: sitewarden kiosk user list
+    """
+    from kiosk.auth import StaffAuth
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    for name, role, disabled in StaffAuth(storage, cipher, 1).users():
+        click.echo("\t".join([name, role, *(["disabled"] if disabled else [])]))
+
+
+@kiosk.group("api-token")
+def api_token() -> None:
+    """Bearer tokens for the pre-registration JSON API (/api/v1).
+
+    Example: sitewarden kiosk api-token create hr-system
+    """
+
+
+@api_token.command("create")
+@click.argument("name")
+@click.pass_context
+def token_create(ctx: click.Context, name: str) -> None:
+    """Create a token for an API client and print it (only its hash is kept).
+
+    Example: sitewarden kiosk api-token create hr-system
+    """
+    from kiosk.auth import StaffAuth, UserError
+
+    storage, cipher = _open(_settings(ctx))
+    try:
+        click.echo(StaffAuth(storage, cipher, 1).create_api_token(name))
+    except UserError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@api_token.command("revoke")
+@click.argument("name")
+@click.pass_context
+def token_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke an API client's token.
+
+    Example: sitewarden kiosk api-token revoke hr-system
+    """
+    from kiosk.auth import StaffAuth
+
+    storage, cipher = _open(_settings(ctx))
+    if not StaffAuth(storage, cipher, 1).revoke_api_token(name):
+        raise click.ClickException(f"no token named {name!r}")
+    click.echo(f"token {name} revoked")
+
+
+@kiosk.command("erase")
+@click.option("--name", required=True, help="The person's name (matched ignoring case, accents and spacing).")
+@click.option("--by", "actor", default="admin-cli", show_default=True, help="Who asked (kept in the audit log).")
+@click.pass_context
+def erase(ctx: click.Context, name: str, actor: str) -> None:
+    """Erase every visit of one person (a GDPR/AVG erasure request). The audit log keeps a count, not the name.
+
+    Example: sitewarden kiosk erase --name "Jan de Vries" --by "dpo ticket 2026-114"
+    """
+    from kiosk.desk import Desk
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    count = Desk(settings, storage, cipher).erase_person(name, actor)
+    click.echo(f"{count} visit(s) erased")
+
+
+@kiosk.command("anonymize")
+@click.pass_context
+def anonymize(ctx: click.Context) -> None:
+    """Anonymize visits older than `kiosk.retention_days` now (the service also does this every hour).
+
+    Example: sitewarden kiosk anonymize
+    """
+    from kiosk.desk import Desk
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    click.echo(f"{Desk(settings, storage, cipher).anonymize_old()} visit(s) anonymized")
+
+
+@kiosk.command("rotate-key")
+@click.pass_context
+def rotate_key(ctx: click.Context) -> None:
+    """Re-encrypt all visitor data under a new key, then drop the old one. Stop the kiosk service first
+    (systemctl stop sitewarden-kiosk), and start it again after.
+
+    Example: sitewarden kiosk rotate-key
+    """
+    from kiosk.rotate import rotate
+    from kiosk.service import ServiceRunning, service_lock
+
+    settings = _settings(ctx)
+    try:
+        with service_lock(settings):
+            storage, _ = _open(settings)
+            count = rotate(settings, storage)
+    except ServiceRunning as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"re-encrypted {count} values under a new key; the old key is gone")
+
+
+@kiosk.command("totp")
+@click.argument("secret")
+def totp_now(secret: str) -> None:
+    """Print the current code of a TOTP secret (for trying the demo without an authenticator app).
+
+    Example: sitewarden kiosk totp JBSWY3DPEHPK3PXP
+    """
+    try:
+        click.echo(pyotp.TOTP(secret).now())
+    except Exception as err:
+        click.echo(f"not a TOTP secret: {err}", err=True)
+        sys.exit(1)

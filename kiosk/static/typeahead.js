@@ -1,0 +1,27 @@
+// Host type-ahead: a search box over the host <select> (which still works without JavaScript).
+(function () {
+  const select = document.getElementById("f-host_id");
+  const search = document.getElementById("host-search");
+  const list = document.getElementById("host-results");
+  if (!select || !search || !list) return;
+  const hosts = Array.from(select.options).filter(o => o.value).map(o => ({ id: o.value, label: o.textContent }));
+  const fold = s => s.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]/g, "");
+  search.hidden = false;
+  select.classList.add("with-search");
+  function show(matches) {
+    list.replaceChildren();
+    for (const h of matches.slice(0, 8)) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = h.label; b.setAttribute("role", "option"); b.dataset.host = h.id;
+      b.addEventListener("click", () => { select.value = h.id; search.value = h.label; list.hidden = true; });
+      li.appendChild(b); list.appendChild(li);
+    }
+    list.hidden = matches.length === 0;
+  }
+  search.addEventListener("input", () => {
+    const q = fold(search.value);
+    show(q ? hosts.filter(h => fold(h.label).includes(q)) : []);
+  });
+  if (select.value) { const cur = hosts.find(h => h.id === select.value); if (cur) search.value = cur.label; }
+})();

@@ -1,0 +1,55 @@
+"""The site's watch/deny list: a file of names, matched ignoring case, accents, spacing and punctuation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from kiosk.text import normalize_name
+
+logger = logging.getLogger(__name__)
+
+
+class Watchlist:
+    """Names from a file, one per line (`#` starts a comment); re-read when the file changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._entries: dict[str, str] = {}  # normalized name -> entry reference ("line 12")
+        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the file when its size or mtime changed; a missing file keeps the last list and says so."""
+        if self.path is None:
+            return
+        try:
+            st = self.path.stat()
+        except OSError as err:
+            logger.error("watchlist %s cannot be read (%s): keeping the %d entries loaded before",
+                         self.path, err.strerror, len(self._entries))
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        entries: dict[str, str] = {}
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            text = line.split("#", 1)[0].strip()
+            key = normalize_name(text)
+            if key:
+                entries.setdefault(key, f"line {number}")
+        with self._lock:
+            self._entries = entries
+            self._stamp = stamp
+        logger.info("watchlist %s: %d entries", self.path, len(entries))
+
+    def match(self, name: str) -> str | None:
+        """The reference of the entry this name matches, or None."""
+        self.refresh()
+        with self._lock:
+            return self._entries.get(normalize_name(name))
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -248,3 +248,34 @@ def test_five_denials_within_the_window_raise_denied_swipes() -> None:
     deny(90)
     (draft,) = ctx.raised
     assert draft.kind == "denied_swipes" and draft.door == "front" and len(draft.fact_ids) == 5
+
+
+def test_watchlist_match_raises_a_high_alert_without_the_name() -> None:
+    from edge.events import WatchlistMatched
+    from edge.rules.visitor import WatchlistRule
+
+    rule, ctx = WatchlistRule(RULES), Collect()
+    fact = WatchlistMatched(site="s", source="kiosk/reception", visit_id="0190a5e0-0000-7000-8000-000000000001",
+                            entry="line 3", occurred_at=at(0))
+    rule.on_fact(fact, ctx)
+    (draft,) = ctx.raised
+    assert (draft.kind, draft.severity, draft.fact_ids) == ("watchlist_hit", Severity.HIGH, (fact.event_id,))
+    assert "line 3" in draft.title and "reception console" in draft.title
+
+
+def test_overstay_raises_once_and_check_out_resolves() -> None:
+    from edge.events import VisitorCheckedOut, VisitorOverstayed
+    from edge.rules.visitor import OverstayRule
+
+    rule, ctx = OverstayRule(RULES), Collect()
+    vid = "0190a5e0-0000-7000-8000-000000000002"
+    first = VisitorOverstayed(site="s", source="kiosk/reception", visit_id=vid, host_id="anna", expected_end=at(0),
+                              occurred_at=at(1800))
+    rule.on_fact(first, ctx)
+    rule.on_fact(VisitorOverstayed(site="s", source="kiosk/reception", visit_id=vid, host_id="anna",
+                                   expected_end=at(0), occurred_at=at(1900)), ctx)
+    (draft,) = ctx.raised
+    assert draft.kind == "visitor_overstay" and draft.trigger == first.event_id
+    rule.on_fact(VisitorCheckedOut(site="s", source="kiosk/reception", visit_id=vid, host_id="anna",
+                                   checked_out_by="end_of_day", occurred_at=at(4000)), ctx)
+    assert ctx.resolved == [("visitor_overstay", first.event_id, "visitor checked out (end_of_day)")]

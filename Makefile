@@ -31,13 +31,17 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/sitewarden demo $(if $(DURATION),--duration $(DURATION))
 
-# Debian packages the tests use: a real mosquitto broker. Installed when running as root.
+# Debian packages the tests use: a real mosquitto broker, and Chromium for the kiosk's browser tests
+# (Playwright drives /usr/bin/chromium; it cannot download its own browser here). Installed when root.
 test-system-deps:
-	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+	@missing=""; \
+	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then missing="$$missing mosquitto openssl"; fi; \
+	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ]; then \
 	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
-	    echo ">> installing mosquitto (Debian package) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto openssl >/dev/null; \
-	  else echo "the tests need mosquitto: run 'sudo apt-get install mosquitto' (or make test as root)" >&2; exit 1; fi; \
+	    echo ">> installing$$missing (Debian packages) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "the tests need$$missing: run 'sudo apt-get install$$missing' (or make test as root)" >&2; exit 1; fi; \
 	fi
 
 lint: $(VENV)/.installed-dev

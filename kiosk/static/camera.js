@@ -9,7 +9,8 @@
   const none = document.getElementById("camera-unavailable");
   if (!video || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { if (status) status.hidden = true; if (none) none.hidden = false; return; }
   navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false }).then(stream => {
-    video.srcObject = stream; video.hidden = false; status.hidden = true; take.disabled = false;
+    video.srcObject = stream; video.hidden = false; status.hidden = true;
+    video.addEventListener("playing", () => { take.disabled = false; }, { once: true });
   }).catch(() => { status.hidden = true; none.hidden = false; });
   take.addEventListener("click", () => {
     canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);

@@ -7,7 +7,9 @@
   const hosts = Array.from(select.options).filter(o => o.value).map(o => ({ id: o.value, label: o.textContent }));
   const fold = s => s.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]/g, "");
   search.hidden = false;
-  select.classList.add("with-search");
+  select.hidden = true;  // the search box takes its place; the select still carries the value
+  const label = document.querySelector('label[for="f-host_id"]');
+  if (label) label.htmlFor = "host-search";
   function show(matches) {
     list.replaceChildren();
     for (const h of matches.slice(0, 8)) {
@@ -20,6 +22,7 @@
     list.hidden = matches.length === 0;
   }
   search.addEventListener("input", () => {
+    select.value = "";
     const q = fold(search.value);
     show(q ? hosts.filter(h => fold(h.label).includes(q)) : []);
   });

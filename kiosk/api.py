@@ -1,16 +1,17 @@
-"""The JSON API for pre-registration (an HR or calendar system creates expected visits), with bearer tokens."""
+"""The JSON API for pre-registration (an HR or calendar system creates expected visits), with bearer tokens.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the route annotations, which name local types.
+"""
 
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
-from kiosk.forms import LIMITS, check_visitor
+from kiosk.forms import EMAIL_PATTERN, LIMITS, NAME_PATTERN, PHONE_PATTERN, check_visitor
 
 if TYPE_CHECKING:
     from kiosk.app import Counters
@@ -20,20 +21,40 @@ if TYPE_CHECKING:
 bearer = HTTPBearer(auto_error=False, description="A token from `sitewarden kiosk api-token create NAME`.")
 
 
+MAX_VISIT_MINUTES = 24 * 60
+
+
+def _text_only(value: object) -> object:
+    """A time must come as text: pydantic alone would read a number as seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError("give the time as RFC 3339 text, e.g. 2026-11-21T14:00:00+01:00")
+    return value
+
+
 class VisitIn(BaseModel):
-    """An expected visit."""
+    """An expected visit. `host_id` is one of the site's hosts (the served document lists them)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=LIMITS["name"], description="Visitor's full name.")
+    name: str = Field(min_length=1, max_length=LIMITS["name"], pattern=NAME_PATTERN,
+                      description="Visitor's full name.")
     company: str = Field(default="", max_length=LIMITS["company"])
     host_id: str = Field(min_length=1, max_length=64, description="Host id from the site's host directory.")
-    expected_start: AwareDatetime = Field(description="When the visitor is expected (with a UTC offset).")
-    expected_end: AwareDatetime | None = Field(default=None, description="When the visit should end; start plus "
-                                               "the site's visit length when left out.")
-    email: str | None = Field(default=None, max_length=LIMITS["email"])
-    phone: str | None = Field(default=None, max_length=LIMITS["phone"])
+    expected_start: Annotated[AwareDatetime, BeforeValidator(_text_only)] = Field(
+        description="When the visitor is expected: RFC 3339 text with a UTC offset.")
+    duration_minutes: int | None = Field(default=None, ge=1, le=MAX_VISIT_MINUTES, description="Expected length "
+                                         "of the visit; the site's `visit_hours` when left out.")
+    email: str | None = Field(default=None, max_length=LIMITS["email"], pattern=EMAIL_PATTERN)
+    phone: str | None = Field(default=None, max_length=LIMITS["phone"], pattern=PHONE_PATTERN)
     purpose: str = Field(default="", max_length=LIMITS["purpose"])
+
+
+def _visit_in_for(hosts: list[str]) -> type[VisitIn]:
+    """VisitIn with `host_id` limited to this site's hosts, so the OpenAPI document names them."""
+    if not hosts:
+        return VisitIn
+    return create_model("VisitIn", __base__=VisitIn,
+                        host_id=(Literal[tuple(hosts)], Field(description="Host id from the site's host directory.")))
 
 
 class VisitOut(BaseModel):
@@ -58,7 +79,7 @@ class Problem(BaseModel):
     detail: str | list[dict[str, object]]
 
 
-def _out(visit: Visit) -> VisitOut:
+def _out(visit: "Visit") -> VisitOut:
     return VisitOut(id=visit.id, state=visit.state, name=visit.name, company=visit.company,  # type: ignore[arg-type]
                     host_id=visit.host_id, expected_start=visit.expected_start, expected_end=visit.expected_end,
                     checked_in_at=visit.checked_in_at, checked_out_at=visit.checked_out_at,
@@ -66,7 +87,7 @@ def _out(visit: Visit) -> VisitOut:
                     invite_path=f"/invite/{visit.invite_code}" if visit.invite_code else None)
 
 
-def api_router(desk: Desk, auth: StaffAuth, counters: Counters) -> APIRouter:
+def api_router(desk: "Desk", auth: "StaffAuth", counters: "Counters") -> APIRouter:
     """Routes under /api/v1; every one needs a bearer token."""
     from kiosk.desk import VisitNotFound
 
@@ -79,26 +100,30 @@ def api_router(desk: Desk, auth: StaffAuth, counters: Counters) -> APIRouter:
 
     Client = Annotated[str, Depends(client)]  # noqa: N806 - a type alias
     router = APIRouter(prefix="/api/v1", tags=["visits"],
-                       responses={401: {"model": Problem, "description": "No or unknown bearer token."}})
+                       responses={401: {"model": Problem, "description": "No or unknown bearer token."},
+                                  413: {"model": Problem, "description": "The request is larger than 3 MiB."}})
+
+    body_model = _visit_in_for(sorted(desk.kiosk.hosts))
 
     @router.post("/visits", status_code=201, response_model=VisitOut,
-                 responses={422: {"model": Problem, "description": "A field is missing, too long or unknown."}})
-    async def create_visit(body: VisitIn, who: Client, request: Request) -> VisitOut:
+                 responses={400: {"model": Problem, "description": "The body is not JSON."},
+                            422: {"model": Problem, "description": "A field is missing, too long, malformed or "
+                                  "unknown."}})
+    async def create_visit(body: body_model, who: Client, request: Request) -> VisitOut:  # type: ignore[valid-type]
         """Pre-register a visit; the answer carries its invite code."""
         values = {"name": body.name, "company": body.company, "host_id": body.host_id, "purpose": body.purpose,
                   "email": body.email or "", "phone": body.phone or ""}
         details, errors = check_visitor(values, desk.kiosk.hosts)
-        end = body.expected_end or body.expected_start + timedelta(hours=desk.kiosk.visit_hours)
-        if end <= body.expected_start:
-            errors.fields["expected_end"] = ("The end must be after the start.", {})
-        if details is None or errors:
+        if details is None:
             counters.refuse("api_invalid", request, ", ".join(sorted(errors.fields)))
             raise HTTPException(422, [{"loc": ["body", k], "msg": m % a if a else m}
                                       for k, (m, a) in errors.fields.items()])
-        visit = await run_in_threadpool(desk.pre_register, details, body.expected_start, end, f"api:{who}")
+        minutes = body.duration_minutes or round(desk.kiosk.visit_hours * 60)
+        visit = await run_in_threadpool(desk.pre_register, details, body.expected_start,
+                                        body.expected_start + timedelta(minutes=minutes), f"api:{who}")
         return _out(visit)
 
-    @router.get("/visits/expected", response_model=list[VisitOut])
+    @router.get("/expected-visits", response_model=list[VisitOut])
     async def expected_today(who: Client) -> list[VisitOut]:
         """Visits expected today (site time) that have not arrived yet."""
         return [_out(v) for v in await run_in_threadpool(desk.expected_today)]

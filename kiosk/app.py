@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,7 +73,9 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > forms.MAX_FORM_BYTES):
             counters.refuse("too_large", request, f"{length} bytes")
-            return Response("request too large", status_code=413)
+            if request.url.path.startswith("/api/"):
+                return JSONResponse({"detail": "request larger than 3 MiB"}, status_code=413)
+            return pages.render(request, "error.html", status=413, code=413)
         response = await call_next(request)
         for key, value in SECURITY_HEADERS.items():
             if not (key == "Cache-Control" and request.url.path.startswith("/static/")):
@@ -81,9 +84,18 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})  # Allow on 405, WWW-Authenticate on 401
+        if exc.status_code == 405 and request.url.path.startswith("/api/"):
+            # Starlette names only the first route that matched; the API path may have more (GET and DELETE).
+            methods = {m.upper() for template, ops in app.openapi()["paths"].items()
+                       if re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", template), request.url.path) for m in ops}
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        return pages.render(request, "error.html", status=exc.status_code, code=exc.status_code)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        response = pages.render(request, "error.html", status=exc.status_code, code=exc.status_code)
+        response.headers.update(headers)
+        return response
 
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "?"

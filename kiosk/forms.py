@@ -12,8 +12,13 @@ from kiosk.text import single_line
 
 N_ = str  # marks a message id for extraction; translated where it is shown
 
-EMAIL_RE = re.compile(r"^[^@\s<>\"']{1,64}@[^@\s<>\"']{1,190}\.[^@\s<>\"']{2,}$")
-PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{6,40}$")
+_NOT_EMAIL = r"@\s<>\"'\x00-\x1f\x7f-\x9f"
+EMAIL_PATTERN = rf"^[^{_NOT_EMAIL}]{{1,64}}@[^{_NOT_EMAIL}]{{1,190}}\.[^{_NOT_EMAIL}]{{2,}}$"
+EMAIL_RE = re.compile(EMAIL_PATTERN)
+PHONE_PATTERN = r"^\+?[0-9(][0-9 ()./-]{4,37}[0-9)]$"
+# A name: no control characters, and at least one character that is not a space.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+PHONE_RE = re.compile(PHONE_PATTERN)
 LIMITS = {"name": 100, "company": 100, "purpose": 200, "email": 254, "phone": 40}
 MAX_SIGNATURE_BYTES = 300_000
 MAX_PHOTO_BYTES = 1_500_000
@@ -76,17 +81,20 @@ def check_visitor(form: Mapping[str, str], hosts: Mapping[str, object]) -> tuple
     """Check the check-in (or pre-registration) fields; either details or errors, never both."""
     errors = FormErrors({}, [])
     values: dict[str, str] = {}
+    stripped: dict[str, str] = {}
     for field, limit in LIMITS.items():
         raw = form.get(field, "")
-        value = single_line(raw if isinstance(raw, str) else "")
+        stripped[field] = raw.strip() if isinstance(raw, str) else ""
+        value = single_line(stripped[field])
         if len(value) > limit:
             errors.fields[field] = (MSG["too_long"], {"limit": limit})
         values[field] = value
     if not values["name"] and "name" not in errors.fields:
         errors.fields["name"] = (MSG["name_required"], {})
-    if values["email"] and "email" not in errors.fields and not EMAIL_RE.match(values["email"]):
+    # E-mail and phone are checked as typed (less the ends), so the API's patterns say exactly what passes.
+    if values["email"] and "email" not in errors.fields and not EMAIL_RE.match(stripped["email"]):
         errors.fields["email"] = (MSG["email"], {})
-    if values["phone"] and "phone" not in errors.fields and not PHONE_RE.match(values["phone"]):
+    if values["phone"] and "phone" not in errors.fields and not PHONE_RE.match(stripped["phone"]):
         errors.fields["phone"] = (MSG["phone"], {})
     host_id = str(form.get("host_id", "")).strip()
     if host_id not in hosts:

@@ -43,6 +43,6 @@ def clean_code(typed: str) -> str:
 
 
 def single_line(value: str) -> str:
-    """Collapse whitespace (form fields are single-line) and strip control characters."""
-    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in value)
+    """Collapse whitespace (form fields are single-line); control characters become spaces."""
+    kept = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in value)
     return " ".join(kept.split())

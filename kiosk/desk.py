@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +40,12 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "kiosk"
 FLOW_MINUTES = 30  # a check-in left half-way is dropped after this; the badge page stays as long after
 ACTIVE_STATES = ("on_site", "held")
+# What a visit is opened from: never the photo or signature blobs themselves (up to a megabyte each).
+VISIT_COLUMNS = ("id, state, host_id, lang, pre_registered, expected_start, expected_end, checked_in_at, "
+                 "checked_out_at, checked_out_by, badge_code, invite_code, rules_version, rules_signed_at, "
+                 "watch_entry, anonymized_at, name_enc, company_enc, email_enc, phone_enc, purpose_enc, "
+                 "photo_enc IS NOT NULL AS has_photo")
+OPENED_CACHE = 4096  # visits whose personal fields stay decrypted in memory (the console shows the same ones)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class Desk:
         self.clock = clock
         self.watchlist = Watchlist(self.kiosk.watchlist_file)
         self.source = f"{SERVICE_NAME}/{self.kiosk.device_id}"
+        self._opened: OrderedDict[tuple[Any, ...], tuple[str | None, ...]] = OrderedDict()
+        self._opened_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------------------
     @contextmanager
@@ -152,28 +162,41 @@ class Desk:
         second = (email or "").strip().casefold() or normalize_name(company)
         return self.cipher.index(f"{normalize_name(name)}|{second}")
 
+    def _personal(self, row: dict[str, Any]) -> tuple[str | None, ...]:
+        """The five text fields, decrypted once per sealed value (the cache key holds the ciphertext)."""
+        vid = row["id"]
+        key = (vid, row["name_enc"], row["company_enc"], row["email_enc"], row["phone_enc"], row["purpose_enc"])
+        with self._opened_lock:
+            found = self._opened.get(key)
+            if found is not None:
+                self._opened.move_to_end(key)
+                return found
+        plain = tuple(self.cipher.open("visits", col, vid, row[f"{col}_enc"])
+                      for col in ("name", "company", "email", "phone", "purpose"))
+        with self._opened_lock:
+            self._opened[key] = plain
+            while len(self._opened) > OPENED_CACHE:
+                self._opened.popitem(last=False)
+        return plain
+
     def _open(self, row: dict[str, Any]) -> Visit:
         vid = row["id"]
-
-        def text(col: str) -> str | None:
-            return self.cipher.open("visits", col, vid, row[f"{col}_enc"])
-
+        name, company, email, phone, purpose = self._personal(row)
         return Visit(
             id=vid, state=row["state"], host_id=row["host_id"], lang=row["lang"],
             pre_registered=bool(row["pre_registered"]),
-            name=text("name") or "", company=text("company") or "", email=text("email"), phone=text("phone"),
-            purpose=text("purpose") or "",
+            name=name or "", company=company or "", email=email, phone=phone, purpose=purpose or "",
             expected_start=parse_iso(row["expected_start"]), expected_end=parse_iso(row["expected_end"]),
             checked_in_at=parse_iso(row["checked_in_at"]), checked_out_at=parse_iso(row["checked_out_at"]),
             checked_out_by=row["checked_out_by"], badge_code=row["badge_code"], invite_code=row["invite_code"],
             rules_version=row["rules_version"], rules_signed_at=parse_iso(row["rules_signed_at"]),
-            watch_entry=row["watch_entry"], has_photo=row["photo_enc"] is not None,
+            watch_entry=row["watch_entry"], has_photo=bool(row["has_photo"]),
             anonymized=row["anonymized_at"] is not None,
         )
 
     def get(self, visit_id: str) -> Visit:
         """One visit by id."""
-        rows = self._rows("SELECT * FROM visits WHERE id = ?", [visit_id])
+        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE id = ?", [visit_id])
         if not rows:
             raise VisitNotFound(visit_id)
         return self._open(rows[0])
@@ -232,7 +255,7 @@ class Desk:
         code = clean_code(code)
         if len(code) != INVITE_CODE_LEN:
             raise VisitNotFound("bad invite code")
-        rows = self._rows("SELECT * FROM visits WHERE invite_code = ? AND state = 'expected'", [code])
+        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE invite_code = ? AND state = 'expected'", [code])
         if not rows:
             raise VisitNotFound("invite")
         visit = self._open(rows[0])
@@ -261,7 +284,7 @@ class Desk:
 
     def flow_visit(self, token: str, states: tuple[str, ...] = ("in_progress",)) -> Visit:
         """The visit a check-in flow token belongs to, while the token is valid."""
-        rows = self._rows("SELECT * FROM visits WHERE flow_hash = ? AND flow_expires_at > ?",
+        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE flow_hash = ? AND flow_expires_at > ?",
                           [_hash(token), iso(self.clock())])
         if not rows or rows[0]["state"] not in states:
             raise VisitNotFound("flow")
@@ -407,13 +430,14 @@ class Desk:
 
     def on_site(self) -> list[Visit]:
         """Everyone checked in and not out, and those held at the kiosk, by check-in time."""
-        rows = self._rows("SELECT * FROM visits WHERE state IN ('on_site', 'held') ORDER BY checked_in_at, created_at")
+        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state IN ('on_site', 'held') "
+                          "ORDER BY checked_in_at, created_at")
         return [self._open(r) for r in rows]
 
     def expected_today(self) -> list[Visit]:
         """Pre-registered visits expected today that have not arrived."""
         start, end = self.local_day()
-        rows = self._rows("SELECT * FROM visits WHERE state = 'expected' AND expected_start < ? AND "
+        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state = 'expected' AND expected_start < ? AND "
                           "(expected_end >= ? OR expected_start >= ?) ORDER BY expected_start",
                           [iso(end), iso(start), iso(start)])
         return [self._open(r) for r in rows]

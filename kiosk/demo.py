@@ -67,10 +67,13 @@ def seed_demo(settings: Settings, stop: threading.Event) -> None:
 
     storage, cipher = _open(settings)
     auth = StaffAuth(storage, cipher, settings.kiosk.staff_session_hours)
+    kept = settings.data_dir / "demo-staff-totp.txt"  # the demo's own secret, shown again on later runs
     try:
-        secret = auth.add_user(DEMO_USER, "reception", DEMO_PASSWORD)
+        secret: str | None = auth.add_user(DEMO_USER, "reception", DEMO_PASSWORD)
+        kept.write_text(secret or "", encoding="utf-8")
+        kept.chmod(0o600)
     except UserError:
-        secret = None  # a second demo run on the same data dir
+        secret = kept.read_text(encoding="utf-8").strip() if kept.exists() else None
     desk = Desk(settings, storage, cipher)
     codes = []
     if not desk.expected_today():
@@ -87,5 +90,5 @@ def seed_demo(settings: Settings, stop: threading.Event) -> None:
     if secret:
         click.echo(f"                     TOTP secret {secret}; a code: .venv/bin/sitewarden kiosk totp {secret})")
     else:
-        click.echo("                     TOTP secret as printed by the first demo run)")
+        click.echo(f"                     TOTP secret lost: delete {settings.data_dir} to start afresh)")
     click.echo("  Watchlist names to try: Mallory Example, Eve Eavesdropper\n")

@@ -37,13 +37,15 @@ class LinkSession:
     Commands get the next sequence number and are sent again every `retry_interval_s` until the controller
     acks them or `max_tries` is reached. Controller frames that need an ack are acked every time they
     arrive (an ack can be lost too) but delivered once: repeats are recognised by sequence number until
-    the controller says HELLO with a new boot id.
+    the controller says HELLO with a new boot id. `first_seq` numbers the first command (the serial link
+    starts each run of the service at a random number: see PROTOCOL.md on host restarts).
     """
 
-    def __init__(self, retry_interval_s: float = RETRY_INTERVAL_S, max_tries: int = MAX_TRIES) -> None:
+    def __init__(self, retry_interval_s: float = RETRY_INTERVAL_S, max_tries: int = MAX_TRIES,
+                 first_seq: int = 1) -> None:
         self.retry_interval_s = retry_interval_s
         self.max_tries = max_tries
-        self._seq = 0
+        self._seq = (first_seq - 1) & 0xFF
         self._pending: dict[int, _Pending] = {}
         self._seen: deque[int] = deque(maxlen=DEDUPE_WINDOW)
         self.boot_id: int | None = None

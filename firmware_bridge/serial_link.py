@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import select
 import threading
 import time
@@ -61,7 +62,9 @@ class SerialLink:
         self.silence_timeout_s = silence_timeout_s
         self.reconnect_max_delay_s = reconnect_max_delay_s
         self.name = name or port
-        self.session = LinkSession()
+        # A random first number: the controller (which did not restart with us) must not take our first
+        # commands for retries of the last run's, which it would ack without carrying them out.
+        self.session = LinkSession(first_seq=secrets.randbelow(256))
         self.errors: Counter[str] = Counter()
         self.frames = 0
         self._outbox: queue.SimpleQueue[Frame] = queue.SimpleQueue()

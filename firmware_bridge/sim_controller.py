@@ -36,6 +36,9 @@ from firmware_bridge.wiegand import WiegandBits
 logger = logging.getLogger(__name__)
 
 RETRY_INTERVAL_S = 0.1
+# A host command carried out this recently is a retry when its number comes again; later, it is a new command
+# (a restarted host numbers from scratch). The host's retries of one command span 0.4 s.
+HOST_RETRY_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class SimulatedController:
         self._queue: deque[Frame] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._seen_host: deque[int] = deque(maxlen=64)
+        self._seen_host: deque[tuple[int, float]] = deque(maxlen=64)  # (host seq, when carried out)
         self._thread = threading.Thread(target=self._run, name="sim-controller", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
 
@@ -185,9 +188,10 @@ class SimulatedController:
         if not self.ack_commands:
             return
         self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.OK))
-        if frame.seq in self._seen_host:
+        now = time.monotonic()
+        if any(seq == frame.seq and now - at < HOST_RETRY_WINDOW_S for seq, at in self._seen_host):
             return  # a retry of a command already carried out
-        self._seen_host.append(frame.seq)
+        self._seen_host.append((frame.seq, now))
         if isinstance(frame, StatusRequest):
             with self._lock:
                 states = dict(self.states)

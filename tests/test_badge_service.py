@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -167,3 +167,47 @@ def test_a_bad_cardholder_list_is_refused_and_the_old_one_kept(rig: Rig, mqtt_br
     assert "cardholder 1: schedule" in rig.service.output()
     rig.controller.swipe(0, encode("H10301", 10, 100))
     assert rig.wait_fact("access_granted")[0]["cardholder"] == "ann"
+
+
+def _facts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
+    return [p for p in watcher.payloads(f"sitewarden/{SITE}/badge/") if p.get("kind") == kind]
+
+
+@pytest.fixture
+def controller(serial_pty: Callable[[str], SerialPair]) -> Iterator[tuple[SerialPair, SimulatedController]]:
+    """A simulated controller, not started, whose doors and tamper switch are closed: no change is pending, so
+    the host learns the states from the controller's answer to its status request."""
+    pair = serial_pty("ctl-1")
+    sim = SimulatedController(pair.master)
+    sim.states.update({(InputKind.DOOR_CONTACT, 0): 0, (InputKind.DOOR_CONTACT, 1): 0, (InputKind.TAMPER, 0): 0})
+    yield pair, sim
+    sim.stop()
+
+
+def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient]) -> None:
+    """The badge service restarts; the controller does not. Commands of the new run must not be taken for
+    retries of the old run's commands (the controller acks a retry but does not carry it out again): the
+    status request must be answered and the next grant must unlock."""
+    pair, sim = controller
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    client_factory(mqtt_broker.port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
+                                                    json.dumps(_cardholders()), qos=1, retain=True).wait_for_publish(5)
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    badge = service_factory(config, "badge")
+    wait_until(lambda: "cardholder list replaced" in badge.output(), DEADLINE_S, "the cardholder list")
+    sim.swipe(0, encode("H10301", 10, 100))
+    assert sim.wait_for_command(Unlock) is not None
+    wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the first grant")
+
+    badge.stop()
+    again = service_factory(config, "badge")
+    wait_until(lambda: "door front is closed" in again.output(), DEADLINE_S,
+               "the status report asked for by the new run")
+    sim.swipe(0, encode("H10301", 10, 100))
+    wait_until(lambda: len(_facts(watcher, "access_granted")) == 2, DEADLINE_S, "the second grant")
+    assert sim.wait_for_command(Unlock, after=1) is not None, "the grant after the restart did not unlock"

@@ -28,6 +28,7 @@ WIEGAND_MAX_BITS = 64
 DEBOUNCE_MS = 30             # an input must hold its new level this long to count
 HEARTBEAT_MS = 1000
 RETRY_MS = 100               # an unacknowledged event is sent again this often
+HOST_RETRY_WINDOW_MS = 1000  # a host command number seen again this soon is a retry (the host's span 400 ms)
 QUEUE_MAX = 64               # events kept while the host does not answer; the oldest go first when full
 MAX_UNLOCK_MS = 60000
 
@@ -99,7 +100,7 @@ class Controller:
         self.event_seq = 0         # events number on their own (PROTOCOL.md, sequence numbers)
         self.queue = []            # (seq, wire bytes) of events waiting for the host's ack
         self.last_sent = 0
-        self.seen = []             # recent host command sequence numbers (retries are acked, not redone)
+        self.seen = []             # (seq, ticks) of recent host commands (retries are acked, not redone)
         self.readers = [WiegandPort(r["d0"], r["d1"]) for r in PINS["readers"]]
         self.leds = [machine.Pin(r["led"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
         self.buzzers = [machine.Pin(r["buzzer"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
@@ -144,13 +145,14 @@ class Controller:
         if ftype not in known:
             self.send(frames.ack(self.next_seq(), seq, frames.ACK_BAD_COMMAND))
             return
-        if seq in self.seen:
-            self.send(frames.ack(self.next_seq(), seq))
-            return
+        for seen_seq, at in self.seen:
+            if seen_seq == seq and utime.ticks_diff(now, at) < HOST_RETRY_WINDOW_MS:
+                self.send(frames.ack(self.next_seq(), seq))
+                return
         ok = self.execute(ftype, payload, now)
         self.send(frames.ack(self.next_seq(), seq, frames.ACK_OK if ok else frames.ACK_BAD_COMMAND))
         if ok:
-            self.seen.append(seq)
+            self.seen.append((seq, now))
             if len(self.seen) > 32:
                 self.seen.pop(0)
 

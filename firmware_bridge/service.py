@@ -34,10 +34,11 @@ from edge.producer import FactProducer
 from edge.rejects import RejectLog
 from edge.services import ServiceSpec
 from edge.store import database_path, open_database
-from firmware_bridge import cardholders
+from firmware_bridge import cardholders, door_states
 from firmware_bridge.access import decide
 from firmware_bridge.cardholders import CardholderError, CardholderStore
 from firmware_bridge.commands import badge as badge_commands
+from firmware_bridge.door_states import DoorStates
 from firmware_bridge.link import CommandResult
 from firmware_bridge.osdp_bus import (
     CardPresented,
@@ -88,8 +89,11 @@ class BadgeService:
         self.tz = ZoneInfo(settings.site.timezone)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.producer = FactProducer(settings, SERVICE_NAME, inbox=self.inbox)
-        self.cardholder_db = open_database(database_path(settings.data_dir, SERVICE_NAME), cardholders.MIGRATIONS)
+        self.cardholder_db = open_database(database_path(settings.data_dir, SERVICE_NAME),
+                                           (*cardholders.MIGRATIONS, *door_states.MIGRATIONS))
         self.cardholders = CardholderStore(self.cardholder_db)
+        self.door_states = DoorStates(self.cardholder_db)
+        self._doors_reported: set[str] = set()
         self.rejects = RejectLog("badge")
         self.counters: dict[str, int] = {"granted": 0, "denied": 0, "unlock_failed": 0, "cardholder_updates": 0}
         self._input_state: dict[tuple[str, int, int], int] = {}
@@ -200,23 +204,19 @@ class BadgeService:
             logger.warning("controller %s: %s not carried out: %s", cid, type(command).__name__, result.detail)
 
     def _input(self, cid: str, controller: ControllerSettings, event: InputChanged) -> None:
+        source = self._source(cid)
+        active = bool(event.state)
+        if event.kind == InputKind.DOOR_CONTACT:
+            found = _door_for(controller, "contact", event.index)
+            if found is not None:
+                self._door_contact(found[0], source, active)
+            return
         key = (cid, event.kind, event.index)
         known = self._input_state.get(key)
         self._input_state[key] = event.state
         if known == event.state:
             return  # the state report after a reconnect, unchanged
-        source = self._source(cid)
-        active = bool(event.state)
-        if event.kind == InputKind.DOOR_CONTACT:
-            found = _door_for(controller, "contact", event.index)
-            if found is None or known is None:
-                # First report since start: a state, not a change. A door found open now was not just forced.
-                if found is not None:
-                    logger.info("door %s is %s", found[0], "open" if active else "closed")
-                return
-            fact_cls = DoorOpened if active else DoorClosed
-            self._publish(fact_cls(site=self.site, source=source, door=found[0]))
-        elif event.kind == InputKind.REQUEST_TO_EXIT:
+        if event.kind == InputKind.REQUEST_TO_EXIT:
             found = _door_for(controller, "rex", event.index)
             if found is not None and active:
                 self._publish(ExitRequested(site=self.site, source=source, door=found[0]))
@@ -226,6 +226,27 @@ class BadgeService:
                                   known)
         else:
             self.rejects.reject(f"controller {cid}", "unknown_input", f"input kind {event.kind} index {event.index}")
+
+    def _door_contact(self, door: str, source: str, is_open: bool) -> None:
+        """A contact report: a fact when it differs from what was last published for the door (see door_states)."""
+        known = self.door_states.get(door)
+        first = door not in self._doors_reported
+        self._doors_reported.add(door)
+        state = "open" if is_open else "closed"
+        if known == is_open:
+            if first:
+                logger.info("door %s is %s, as last published", door, state)
+            return  # unchanged: a repeated report, or the state report after a reconnect or restart
+        if known is None and not is_open:
+            logger.info("door %s is closed", door)
+            self.door_states.remember(door, False)  # first sight of a closed door: nothing happened
+            return
+        if first:
+            logger.info("door %s is %s, last published %s: publishing it %s", door, state,
+                        "never" if known is None else "open" if known else "closed", state)
+        fact_cls = DoorOpened if is_open else DoorClosed
+        self._publish(fact_cls(site=self.site, source=source, door=door))
+        self.door_states.remember(door, is_open)
 
     # -- decisions ----------------------------------------------------------------------------------------
     def _swipe(self, door: str, reader: str, source: str, bits: WiegandBits | None, text: str | None,

@@ -173,6 +173,10 @@ def _facts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
     return [p for p in watcher.payloads(f"sitewarden/{SITE}/badge/") if p.get("kind") == kind]
 
 
+def _alerts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
+    return [p for p in watcher.payloads(f"sitewarden/{SITE}/alert/") if p["alert"]["kind"] == kind]
+
+
 @pytest.fixture
 def controller(serial_pty: Callable[[str], SerialPair]) -> Iterator[tuple[SerialPair, SimulatedController]]:
     """A simulated controller, not started, whose doors and tamper switch are closed: no change is pending, so
@@ -182,6 +186,40 @@ def controller(serial_pty: Callable[[str], SerialPair]) -> Iterator[tuple[Serial
     sim.states.update({(InputKind.DOOR_CONTACT, 0): 0, (InputKind.DOOR_CONTACT, 1): 0, (InputKind.TAMPER, 0): 0})
     yield pair, sim
     sim.stop()
+
+
+def test_a_door_open_when_the_service_starts_is_published_and_held_open_is_seen(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient]) -> None:
+    """The front door was propped open while the badge service was down: its first contact report is published
+    as DoorOpened, so the edge's held-door rule (limit 3 s here) sees it. After a restart with the door still
+    open it is not published again (the edge has it; again, it would look like an opening without a grant),
+    and closing it resolves the held-door alert."""
+    pair, sim = controller
+    sim.states[(InputKind.DOOR_CONTACT, 0)] = 1
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    watcher.subscribe(topics.alerts_filter(SITE))
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    service_factory(config, "edge")
+    badge = service_factory(config, "badge")
+    opened = wait_until(lambda: _facts(watcher, "door_opened"), DEADLINE_S, "the door_opened fact")[0]
+    assert opened["door"] == "front"
+    held = wait_until(lambda: _alerts(watcher, "door_held_open"), DEADLINE_S, "the held-open alert")[0]["alert"]
+    assert (held["door"], held["fact_ids"]) == ("front", [opened["event_id"]])
+
+    badge.stop()
+    again = service_factory(config, "badge")
+    wait_until(lambda: "door front is open, as last published" in again.output(), DEADLINE_S,
+               "the restarted service to see the door open")
+    sim.set_input(InputKind.DOOR_CONTACT, 0, False)
+    wait_until(lambda: _facts(watcher, "door_closed"), DEADLINE_S, "the door_closed fact")
+    assert len(_facts(watcher, "door_opened")) == 1
+    wait_until(lambda: [m for m in _alerts(watcher, "door_held_open") if m["alert"]["state"] == "resolved"],
+               DEADLINE_S, "the held-open alert resolved")
+    assert "door lab is closed" in badge.output() and "door_closed" not in json.dumps(_facts(watcher, "door_opened"))
 
 
 def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
@@ -206,7 +244,7 @@ def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
 
     badge.stop()
     again = service_factory(config, "badge")
-    wait_until(lambda: "door front is closed" in again.output(), DEADLINE_S,
+    wait_until(lambda: "door front is closed, as last published" in again.output(), DEADLINE_S,
                "the status report asked for by the new run")
     sim.swipe(0, encode("H10301", 10, 100))
     wait_until(lambda: len(_facts(watcher, "access_granted")) == 2, DEADLINE_S, "the second grant")

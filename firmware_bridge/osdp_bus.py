@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,11 @@ from firmware_bridge.wiegand import WiegandBits
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 0.1
+OSDP_SOM = 0x53
+OSDP_REPLY_BIT = 0x80
+# Smallest and largest OSDP packet (SOM to check bytes) the reply counter believes; others are noise.
+OSDP_MIN_PACKET_BYTES = 7
+OSDP_MAX_PACKET_BYTES = 1440
 
 
 def load_key(path: Path) -> bytes:
@@ -37,6 +43,40 @@ def load_key(path: Path) -> bytes:
     if len(key) != 16:
         raise ValueError(f"{path}: want 16 bytes, got {len(key)}")
     return key
+
+
+class ReplyCounter:
+    """Counts the replies each reader address sent, from the bytes read off a bus.
+
+    Packets are found by their start byte and length field, without checking their CRC or MAC: a garbled
+    packet may be miscounted, which only colours the reason given for an offline reader. The count tells
+    "this reader answers" from "some reader on the bus answers".
+    """
+
+    def __init__(self) -> None:
+        self.replies: Counter[int] = Counter()
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while True:
+            start = buf.find(OSDP_SOM)
+            if start < 0:
+                buf.clear()
+                return
+            del buf[:start]
+            if len(buf) < 4:
+                return
+            length = buf[2] | buf[3] << 8
+            if not OSDP_MIN_PACKET_BYTES <= length <= OSDP_MAX_PACKET_BYTES:
+                del buf[:1]  # not a packet start after all
+                continue
+            if len(buf) < length:
+                return
+            if buf[1] & OSDP_REPLY_BIT:
+                self.replies[buf[1] & ~OSDP_REPLY_BIT] += 1
+            del buf[:length]
 
 
 class SerialChannel(Channel):
@@ -50,7 +90,12 @@ class SerialChannel(Channel):
         self._next_open = 0.0
         self._failed_logged = False
         self.bytes_in = 0
+        self.counter = ReplyCounter()
         self.error: str | None = None
+
+    def replies_from(self, address: int) -> int:
+        """Replies read so far from the reader at `address`."""
+        return self.counter.replies[address]
 
     def _ensure(self) -> serial.Serial | None:
         if self._serial is not None:
@@ -97,6 +142,7 @@ class SerialChannel(Channel):
             self._drop(err)
             return b""
         self.bytes_in += len(data)
+        self.counter.feed(data)
         return data
 
     def write(self, buf: bytes) -> int:
@@ -167,7 +213,7 @@ class _Health:
     offline_since: float = field(default_factory=time.monotonic)
     next_kick: float = 0.0
     backoff_s: float = 0.0
-    bytes_at_kick: int = 0
+    answers_at_kick: int = 0
     kicks: int = 0
 
 
@@ -189,13 +235,13 @@ class OsdpBus:
         self.recover_min_s = recover_min_s
         self.recover_max_s = recover_max_s
         self._health = {r.address: _Health() for r in readers}
-        self._events: list[tuple[int, dict]] = []
-        self._events_lock = threading.Lock()
         infos = []
         for r in readers:
             flags = [LibFlag.InstallMode] if r.install_mode else [LibFlag.EnforceSecure]
             infos.append(PDInfo(r.address, channel, scbk=r.key, name=r.name, flags=flags))
-        self.cp = ControlPanel(infos, log_level=LogLevel.Error, event_handler=self._on_event)
+        # No event handler: the ControlPanel queues every event per reader whether or not one is set, so the
+        # supervisor takes them from there (with a handler as well, that queue would only grow).
+        self.cp = ControlPanel(infos, log_level=LogLevel.Error)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"osdp-{name}", daemon=True)
         self.recoveries = 0
@@ -208,12 +254,6 @@ class OsdpBus:
         self._stop.set()
         self._thread.join(5)
         self.cp.stop()
-
-    def _on_event(self, pd_index: int, event: dict) -> int:
-        # libosdp's refresh thread, holding the ControlPanel lock: queue it and return.
-        with self._events_lock:
-            self._events.append((self.cp.pd_addr[pd_index], event))
-        return 0
 
     def is_online(self, address: int) -> bool:
         return self._health[address].online
@@ -240,10 +280,9 @@ class OsdpBus:
 
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_INTERVAL_S):
-            with self._events_lock:
-                events, self._events = self._events, []
-            for address, event in events:
-                self._dispatch(address, event)
+            for address in self.readers:
+                while (event := self.cp.get_event(address, timeout=-1)) is not None:  # -1: do not wait
+                    self._dispatch(address, event)
             now = time.monotonic()
             for address, health in self._health.items():
                 self._check(address, health, now)
@@ -273,7 +312,7 @@ class OsdpBus:
             health.backoff_s = self.recover_min_s
         if now < health.next_kick:
             return
-        answered = self._bytes_in() > health.bytes_at_kick
+        answered = self._answers(address) > health.answers_at_kick
         reason = self._reason(answered)
         if health.announced is not False:
             health.announced = False
@@ -284,11 +323,15 @@ class OsdpBus:
         self.cp.enable_pd(address)
         self.recoveries += 1
         health.kicks += 1
-        health.bytes_at_kick = self._bytes_in()
+        health.answers_at_kick = self._answers(address)
         health.next_kick = now + health.backoff_s
         health.backoff_s = min(health.backoff_s * 2, self.recover_max_s)
 
-    def _bytes_in(self) -> int:
+    def _answers(self, address: int) -> int:
+        """How much the reader at `address` has sent: its replies where the channel counts them, else all bytes."""
+        replies_from = getattr(self.channel, "replies_from", None)
+        if replies_from is not None:
+            return int(replies_from(address))
         return int(getattr(self.channel, "bytes_in", 0))
 
     def _reason(self, answered: bool) -> str:

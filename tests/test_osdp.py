@@ -162,6 +162,9 @@ def test_card_keypad_and_status_arrive_and_feedback_reaches_the_reader(osdp_read
         assert events.wait(lambda e: isinstance(e, KeysPressed)) == KeysPressed("lobby", 5)
         reader.pd.submit_event({"event": Event.Status, "type": 2, "nr_entries": 2, "report": bytes([1, 0])})
         assert events.wait(lambda e: isinstance(e, LocalStatus)) == LocalStatus("lobby", True, False)
+        # libosdp's ControlPanel also queues every event per reader: the bus takes them from there, or that
+        # queue would grow for as long as the service runs.
+        assert all(q.empty() for q in bus.cp.event_queue)
         assert bus.feedback(ADDRESS, True, unlock_output=0, unlock_ms=3000, led_ms=2000)
         got = [reader.commands.get(timeout=5) for _ in range(3)]
         assert sorted(c["command"] for c in got) == sorted([Command.LED, Command.Buzzer, Command.Output])

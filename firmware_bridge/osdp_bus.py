@@ -195,7 +195,15 @@ class LocalStatus:
     power_failed: bool
 
 
-OsdpEvent = ReaderStatus | CardPresented | KeysPressed | LocalStatus
+@dataclass(frozen=True)
+class InputsReported:
+    """An input status report (osdp_ISTATR): the state of each of the reader's inputs, by index; True is active."""
+
+    reader: str
+    states: tuple[bool, ...]
+
+
+OsdpEvent = ReaderStatus | CardPresented | KeysPressed | LocalStatus | InputsReported
 
 
 @dataclass
@@ -363,6 +371,8 @@ class OsdpBus:
         elif kind == Event.Status and event.get("type") == StatusReportType.Local:
             report = bytes(event.get("report", b""))
             self.handler(LocalStatus(spec.name, bool(report[:1] and report[0]), bool(report[1:2] and report[1])))
+        elif kind == Event.Status and event.get("type") == StatusReportType.Input:
+            self.handler(InputsReported(spec.name, tuple(bool(b) for b in bytes(event.get("report", b"")))))
 
 
 def provision_key(port: str, baudrate: int, address: int, key: bytes, timeout_s: float = 15.0,

@@ -42,6 +42,7 @@ from firmware_bridge.door_states import DoorStates
 from firmware_bridge.link import CommandResult
 from firmware_bridge.osdp_bus import (
     CardPresented,
+    InputsReported,
     KeysPressed,
     LocalStatus,
     OsdpBus,
@@ -311,6 +312,24 @@ class BadgeService:
                                                 device_type="reader", reason=event.reason))
         elif isinstance(event, LocalStatus):
             self._osdp_local(device_id, reader.door, event)
+        elif isinstance(event, InputsReported):
+            self._osdp_inputs(f"{bus_id}/{event.reader}", device_id, reader, event.states)
+
+    def _osdp_inputs(self, where: str, device_id: str, reader: OsdpReaderSettings, states: tuple[bool, ...]) -> None:
+        """An input status report (the state of every input of the reader): door contact and request-to-exit."""
+        for key, index in (("contact_input", reader.contact_input), ("rex_input", reader.rex_input)):
+            if index is not None and index >= len(states):
+                self.rejects.reject(f"OSDP reader {where}", "input_not_reported",
+                                    f"{key} is {index} but the reader reports {len(states)} inputs")
+        if reader.contact_input is not None and reader.contact_input < len(states):
+            self._door_contact(reader.door, device_id, states[reader.contact_input])
+        if reader.rex_input is not None and reader.rex_input < len(states):
+            key = (device_id, int(InputKind.REQUEST_TO_EXIT), reader.rex_input)
+            known = self._input_state.get(key)
+            pressed = states[reader.rex_input]
+            self._input_state[key] = int(pressed)
+            if pressed and known != int(pressed):
+                self._publish(ExitRequested(site=self.site, source=device_id, door=reader.door))
 
     def _osdp_local(self, device_id: str, door: str, event: LocalStatus) -> None:
         for kind, active in ((InputKind.TAMPER, event.tamper), (InputKind.POWER, event.power_failed)):

@@ -1,6 +1,6 @@
-"""OSDP buses end to end: several readers on one bus, the bus port vanishing.
+"""OSDP doors end to end: reader inputs as door facts, several readers on one bus, the bus port vanishing.
 
-Readers are libosdp PeripheralDevices; the badge service runs as a process on a real mosquitto.
+Readers are libosdp PeripheralDevices; the badge (and edge) services run as processes on a real mosquitto.
 An RS-485 bus with several readers is a hub thread: the ControlPanel's bytes go to every reader, each
 reader's bytes back to the ControlPanel.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import SITE, MqttClient, ServiceProcess, wait_until, write_config
 from osdp import CardFormat, Channel, Command, Event, LibFlag, LogLevel, PDInfo, PeripheralDevice
-from test_osdp import CAPS, KEY, WRONG_KEY, Events
+from test_osdp import CAPS, KEY, WRONG_KEY, Events, input_report
 
 from edge import topics
 from edge.brokers import MosquittoBroker
@@ -29,6 +29,7 @@ from firmware_bridge.sim_controller import SerialPair
 from firmware_bridge.wiegand import WiegandBits, encode
 
 DEADLINE_S = 20.0
+GRANT_WINDOW_S = 1.0
 DOCK_KEY = bytes(range(100, 116))
 YARD_KEY = bytes(range(200, 216))
 ANN = encode("H10301", 10, 100)
@@ -157,6 +158,9 @@ class ReaderPd:
         assert self.pd.submit_event({"event": Event.CardRead, "reader_no": 0, "direction": 0,
                                      "format": CardFormat.Wiegand, "length": bits.count, "data": bits.to_bytes()})
 
+    def report_inputs(self, *active: int) -> None:
+        assert self.pd.submit_event(input_report(*active))
+
     def outputs(self) -> list[dict[str, Any]]:
         """Output (lock) commands received so far."""
         while True:
@@ -201,12 +205,14 @@ def bus_hub() -> Iterator[Callable[[SerialPair, int], list[PipeChannel]]]:
 
 
 class Site:
-    """The badge service as a process, and a subscriber to the facts it publishes."""
+    """The badge service (and the edge, when asked) as processes, and a subscriber to everything they say."""
 
     def __init__(self, tmp_path: Path, broker: MosquittoBroker, service_factory: Callable[[Path, str], ServiceProcess],
-                 client_factory: Callable[[int], MqttClient], port: Path, readers: dict[str, dict[str, Any]]) -> None:
+                 client_factory: Callable[[int], MqttClient], port: Path, readers: dict[str, dict[str, Any]],
+                 edge: bool = False) -> None:
         self.watcher = client_factory(broker.port)
         self.watcher.subscribe(topics.facts_filter(SITE))
+        self.watcher.subscribe(topics.alerts_filter(SITE))
         holders = {"version": "v1", "cardholders": [{"id": "ann", "credential": "10:100"}]}
         client_factory(broker.port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
                                                    json.dumps(holders), qos=1, retain=True).wait_for_publish(5)
@@ -216,7 +222,10 @@ class Site:
             reader["key_file"] = str(key_file)
         badge = {"osdp": {"bus-1": {"port": str(port), "baudrate": 115200, "recover_min_s": 0.5, "recover_max_s": 2,
                                     "readers": readers}}}
-        self.config = write_config(tmp_path / "config.yaml", tmp_path / "data", broker.port, None, badge=badge)
+        self.config = write_config(tmp_path / "config.yaml", tmp_path / "data", broker.port, None,
+                                   rules={"grant_window_s": GRANT_WINDOW_S}, badge=badge)
+        if edge:
+            service_factory(self.config, "edge")
         self.badge = service_factory(self.config, "badge")
         wait_until(lambda: "cardholder list replaced" in self.badge.output(), DEADLINE_S, "the cardholder list")
 
@@ -227,6 +236,66 @@ class Site:
         return wait_until(lambda: (f := self.facts(kind)) and len(f) >= count and f, DEADLINE_S,
                           f"{count} {kind} fact(s)")
 
+    def alerts(self, kind: str) -> list[dict[str, Any]]:
+        return [p for p in self.watcher.payloads(f"sitewarden/{SITE}/alert/") if p["alert"]["kind"] == kind]
+
+    def wait_alert(self, kind: str, what: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        return wait_until(lambda: next((m for m in self.alerts(kind) if what(m)), None), DEADLINE_S, f"a {kind} alert")
+
+
+def test_door_contact_and_exit_button_on_an_osdp_reader_feed_the_door_rules(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str], SerialPair],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient],
+        readers: Callable[[int, bytes, Channel], ReaderPd]) -> None:
+    """Input status reports from the reader (contact on input 0, exit button on input 1) become DoorOpened,
+    DoorClosed and ExitRequested for its door: an exit request covers the opening after it, an opening without
+    one is forced, and a door left open is held (the edge's limit here is 3 s) until it closes. The edge's
+    grant window is 1 s here, so the test lets it pass between the two openings."""
+    pair = serial_pty("rs485")
+    reader = readers(7, KEY, PluggablePtyChannel(pair.master))
+    site = Site(tmp_path, mqtt_broker, service_factory, client_factory, pair.link,
+                {"lobby": {"address": 7, "door": "front", "key": KEY, "contact_input": 0, "rex_input": 1}}, edge=True)
+    site.wait_fact("device_came_online")
+
+    reader.report_inputs(1)  # exit button pressed, door closed
+    pressed_at = time.monotonic()
+    exit_request = site.wait_fact("exit_requested")[0]
+    assert (exit_request["door"], exit_request["source"]) == ("front", "badge/bus-1.lobby")
+    reader.report_inputs(0, 1)  # the door opens while the button is still held
+    authorized = site.wait_fact("door_opened")[0]
+    reader.report_inputs()
+    site.wait_fact("door_closed")
+    time.sleep(max(0.0, pressed_at + GRANT_WINDOW_S * 2 - time.monotonic()))  # the exit request's window passes
+    reader.report_inputs(0)  # opened with no exit request and no badge
+    forced = site.wait_fact("door_opened", 2)[1]
+    assert forced["door"] == "front"
+
+    forced_alert = site.wait_alert("door_forced_open", lambda m: True)["alert"]
+    assert (forced_alert["door"], forced_alert["fact_ids"]) == ("front", [forced["event_id"]])
+    held = site.wait_alert("door_held_open", lambda m: m["type"] == "new")["alert"]
+    assert held["fact_ids"] == [forced["event_id"]]
+    reader.report_inputs()
+    site.wait_alert("door_held_open", lambda m: m["alert"]["state"] == "resolved")
+    assert len(site.facts("exit_requested")) == 1  # the button was held, not pressed again
+    assert all(authorized["event_id"] not in m["alert"]["fact_ids"] for m in site.alerts("door_forced_open"))
+
+
+def test_a_contact_input_the_reader_does_not_report_is_logged_once_and_the_exit_button_still_works(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str], SerialPair],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient],
+        readers: Callable[[int, bytes, Channel], ReaderPd]) -> None:
+    """contact_input 6 on a reader with 4 inputs: a mistake only the reader's reports reveal. Every report
+    counts it, the first one logs it, and the exit button on input 1 keeps working."""
+    pair = serial_pty("rs485")
+    reader = readers(7, KEY, PluggablePtyChannel(pair.master))
+    site = Site(tmp_path, mqtt_broker, service_factory, client_factory, pair.link,
+                {"lobby": {"address": 7, "door": "front", "key": KEY, "contact_input": 6, "rex_input": 1}})
+    site.wait_fact("device_came_online")
+    reader.report_inputs()
+    reader.report_inputs(1)
+    assert site.wait_fact("exit_requested")[0]["door"] == "front"
+    assert site.badge.output().count("contact_input is 6 but the reader reports 4 inputs") == 1
+    assert site.facts("door_opened") == site.facts("door_closed") == []
 
 def test_two_readers_on_one_bus_come_online_and_each_swipe_opens_its_own_door(
         tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str], SerialPair],

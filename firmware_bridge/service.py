@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,23 @@ def _door_for(controller: ControllerSettings, attr: str, index: int) -> tuple[st
     return None
 
 
+def _describe(item: Any) -> str:
+    """An inbox item for a log line: where it came from and what it is, never card data or cardholder lists."""
+    if isinstance(item, _FromController):
+        event = item.event
+        if isinstance(event, WiegandRead):
+            return f"controller {item.controller}: a {event.bit_count}-bit read on reader port {event.reader}"
+        return f"controller {item.controller}: {event!r:.200}"
+    if isinstance(item, _FromOsdp):
+        event = item.event
+        if isinstance(event, CardPresented):
+            return f"OSDP {item.bus}/{event.reader}: card data"
+        return f"OSDP {item.bus}: {event!r:.200}"
+    if isinstance(item, Inbound):
+        return f"a {len(item.payload)}-byte message on {item.topic}"
+    return type(item).__name__
+
+
 class BadgeService:
     """Owns the readers and doors of one box. One thread makes every decision, in arrival order."""
 
@@ -137,10 +155,20 @@ class BadgeService:
                 link.stop()
             for bus in self.buses.values():
                 bus.stop()
-            self.producer.stop()
+            try:
+                self.producer.stop()
+            except sqlite3.Error as err:  # the failure that stopped us, met again: the original error stands
+                logger.error("badge: the facts store failed again while stopping: %s", err)
+                self.producer.bus.stop()
             self.cardholder_db.conn.close()
 
     def handle(self, item: Any) -> None:
+        """One event in; a bad one is counted and logged once, and the next one is handled as usual.
+
+        Except a failure of the database itself (disk full, I/O error, read-only, locked too long): that is not
+        the event's fault, and swallowing it would lose the fact it was storing. It propagates: the service
+        stops (systemd starts it again) and says which event's facts were not stored.
+        """
         try:
             if isinstance(item, _FromController):
                 self._controller_event(item.controller, item.event)
@@ -150,8 +178,12 @@ class BadgeService:
                 self._config_message(item)
             elif isinstance(item, LinkChanged):
                 pass
+        except sqlite3.OperationalError as err:
+            logger.critical("badge database failed (%s) while handling %s: its facts are NOT stored; stopping",
+                            err, _describe(item))
+            raise
         except Exception as err:  # one bad event must not stop the doors
-            self.rejects.reject(type(item).__name__, type(err).__name__, f"{item!r:.200}: {err}", error=err)
+            self.rejects.reject(type(item).__name__, type(err).__name__, f"{_describe(item)}: {err}", error=err)
 
     def _publish(self, *facts: Event) -> None:
         self.producer.publish(*facts)

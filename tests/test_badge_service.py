@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,8 +16,10 @@ from conftest import SITE, MqttClient, ServiceProcess, wait_until, write_config
 
 from edge import topics
 from edge.brokers import MosquittoBroker
+from edge.config import load_settings
 from firmware_bridge.access import DAYS
-from firmware_bridge.protocol import InputKind, Led, LedColor, Unlock
+from firmware_bridge.protocol import InputChanged, InputKind, Led, LedColor, Unlock, encode_frame
+from firmware_bridge.service import BadgeService
 from firmware_bridge.sim_controller import SerialPair, SimulatedController
 from firmware_bridge.wiegand import WiegandBits, encode
 
@@ -220,6 +225,75 @@ def test_a_door_open_when_the_service_starts_is_published_and_held_open_is_seen(
     wait_until(lambda: [m for m in _alerts(watcher, "door_held_open") if m["alert"]["state"] == "resolved"],
                DEADLINE_S, "the held-open alert resolved")
     assert "door lab is closed" in badge.output() and "door_closed" not in json.dumps(_facts(watcher, "door_opened"))
+
+
+class InProcessBadge:
+    """BadgeService.run on a thread of the test process; what it raised is kept."""
+
+    def __init__(self, config: Path) -> None:
+        self.service = BadgeService(load_settings(config))
+        self.stop = threading.Event()
+        self.raised: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="badge-service")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.run(self.stop)
+        except BaseException as err:
+            self.raised = err
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_a_database_failure_stops_the_service_and_the_unstored_door_fact_comes_after_the_restart(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        client_factory: Callable[[int], MqttClient], caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed input is counted, logged once, and the service goes on; a failing database stops it instead
+    of losing the fact it was storing, and the restarted service publishes the door it missed.
+
+    The service runs in the test process so that its own facts connection can be made to fail on demand:
+    `PRAGMA query_only` on it makes every write fail inside sqlite with SQLITE_READONLY, as on a filesystem
+    gone read-only. (As root, chmod cannot make the file unwritable.) Pty, controller and mosquitto are real.
+    """
+    caplog.set_level(logging.INFO)
+    pair, sim = controller
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    first = InProcessBadge(config)
+    try:
+        wait_until(lambda: _facts(watcher, "device_came_online"), DEADLINE_S, "the controller online")
+        for seq, state in ((200, 1), (201, 0)):  # an input kind the protocol does not have, twice
+            sim.write_raw(encode_frame(InputChanged(seq, 9, 0, state)))
+        wait_until(lambda: first.service.rejects.counts["unknown_input"] == 2, DEADLINE_S, "both bad inputs counted")
+        assert len([r for r in caplog.records if "unknown_input" in r.getMessage()]) == 1
+        wait_until(lambda: "door front is closed" in caplog.text and first.service.producer.pending() == 0,
+                   DEADLINE_S, "the first state report handled and every fact acknowledged")
+
+        first.service.producer.db.execute("PRAGMA query_only = 1")
+        sim.set_input(InputKind.DOOR_CONTACT, 0, True)
+        first.thread.join(DEADLINE_S)
+        assert not first.thread.is_alive(), "the service kept running on a failing database"
+        assert isinstance(first.raised, sqlite3.OperationalError)
+        critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(critical) == 1 and "its facts are NOT stored" in critical[0]
+        assert "controller ctl-1: InputChanged(seq=" in critical[0] and "kind=1, index=0, state=1" in critical[0]
+        assert _facts(watcher, "door_opened") == []
+    finally:
+        first.close()
+
+    again = InProcessBadge(config)  # what systemd does; the database works again
+    try:
+        opened = wait_until(lambda: _facts(watcher, "door_opened"), DEADLINE_S, "the missed door_opened fact")
+        assert [f["door"] for f in opened] == ["front"]
+    finally:
+        again.close()
+    assert again.raised is None
 
 
 def test_after_a_service_restart_the_controller_still_carries_out_unlocks(

@@ -1,4 +1,5 @@
-"""OSDP doors end to end: reader inputs as door facts, several readers on one bus, the bus port vanishing.
+"""OSDP doors end to end: reader inputs as door facts, several readers on one bus, the bus port vanishing,
+ASCII card data.
 
 Readers are libosdp PeripheralDevices; the badge (and edge) services run as processes on a real mosquitto.
 An RS-485 bus with several readers is a hub thread: the ControlPanel's bytes go to every reader, each
@@ -8,6 +9,7 @@ reader's bytes back to the ControlPanel.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import select
@@ -20,11 +22,12 @@ from typing import Any
 import pytest
 from conftest import SITE, MqttClient, ServiceProcess, wait_until, write_config
 from osdp import CardFormat, Channel, Command, Event, LibFlag, LogLevel, PDInfo, PeripheralDevice
+from test_badge_service import InProcessBadge
 from test_osdp import CAPS, KEY, WRONG_KEY, Events, input_report
 
 from edge import topics
 from edge.brokers import MosquittoBroker
-from firmware_bridge.osdp_bus import OsdpBus, OsdpEvent, ReaderSpec, ReaderStatus, SerialChannel
+from firmware_bridge.osdp_bus import CardPresented, OsdpBus, OsdpEvent, ReaderSpec, ReaderStatus, SerialChannel
 from firmware_bridge.sim_controller import SerialPair
 from firmware_bridge.wiegand import WiegandBits, encode
 
@@ -390,3 +393,55 @@ def test_osdp_reader_is_offline_while_the_bus_port_is_gone_and_back_with_secure_
     output = site.badge.output()  # the port lost once and back once, each logged once
     assert output.count("; reopening") == 1 and output.count("port open again") == 1
     assert output.count("offline: bus port") == 1 and output.count("online with Secure Channel") == 2
+
+
+def _facts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
+    return [p for p in watcher.payloads(f"sitewarden/{SITE}/badge/") if p.get("kind") == kind]
+
+
+def _ascii_card(text: bytes) -> dict[str, Any]:
+    """A card read as libosdp's ControlPanel hands it over for ASCII card data (osdp_FMT)."""
+    return {"event": Event.CardRead, "reader_no": 0, "format": CardFormat.ASCII, "direction": 0, "data": text}
+
+
+def test_ascii_card_data_is_decided_on_its_text(tmp_path: Path, mqtt_broker: MosquittoBroker,
+                                                client_factory: Callable[[int], MqttClient],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """ASCII card data cannot come from a real peer here: libosdp 3.2.9's PeripheralDevice drops it ("Event
+    CardRead::format::OSDP_CARD_FMT_ASCII is deprecated. Ignoring"; osdp_FMT was deprecated in OSDP 2.2.2) and
+    its ControlPanel ignores an osdp_FMT reply ("Ignoring deprecated response osdp_FMT"). So the event a
+    ControlPanel would hand over is given to the running service's bus dispatcher directly; from there on,
+    the decision, the facts and mosquitto are real. A reader of another make might still send it."""
+    caplog.set_level(logging.INFO)
+    events = Events()
+    OsdpBus("bus-0", SerialChannel(str(tmp_path / "absent"), 115200), [ReaderSpec("lobby", 7, KEY)],
+            events)._dispatch(7, _ascii_card(b"KIM-0042"))
+    assert events.q.get_nowait() == CardPresented("lobby", text="KIM-0042")
+
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    holders = {"version": "v1", "cardholders": [{"id": "kim", "credential": "KIM-0042", "card_format": "ascii"}]}
+    client_factory(mqtt_broker.port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
+                                                    json.dumps(holders), qos=1, retain=True).wait_for_publish(5)
+    key_file = tmp_path / "lobby.key"
+    key_file.write_text(KEY.hex())
+    badge = {"osdp": {"bus-1": {"port": str(tmp_path / "dev" / "rs485"), "readers": {
+        "lobby": {"address": 7, "door": "front", "key_file": str(key_file)}}}}}
+    service = InProcessBadge(write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                                          badge=badge))
+    try:
+        wait_until(lambda: "cardholder list replaced" in caplog.text, DEADLINE_S, "the cardholder list")
+        bus = service.service.buses["bus-1"]
+        bus._dispatch(7, _ascii_card(b"KIM-0042"))
+        bus._dispatch(7, _ascii_card(b"KIM-0043"))
+        swiped = wait_until(lambda: len(f := _facts(watcher, "badge_swiped")) == 2 and f, DEADLINE_S, "two swipes")
+        granted = wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the grant")[0]
+        denied = wait_until(lambda: _facts(watcher, "access_denied"), DEADLINE_S, "the denial")[0]
+    finally:
+        service.close()
+    assert [(f["card_format"], f["credential"], f["reader"]) for f in swiped] == [
+        ("ascii", "ascii:****2", "bus-1/lobby"), ("ascii", "ascii:****3", "bus-1/lobby")]
+    assert (granted["door"], granted["cardholder"]) == ("front", "kim")
+    assert (denied["door"], denied["reason"]) == ("front", "unknown_card")
+    assert "KIM-004" not in caplog.text  # card text is masked in logs like card numbers
+

@@ -62,9 +62,7 @@ class SerialLink:
         self.silence_timeout_s = silence_timeout_s
         self.reconnect_max_delay_s = reconnect_max_delay_s
         self.name = name or port
-        # A random first number: the controller (which did not restart with us) must not take our first
-        # commands for retries of the last run's, which it would ack without carrying them out.
-        self.session = LinkSession(first_seq=secrets.randbelow(256))
+        self.session = LinkSession()
         self.errors: Counter[str] = Counter()
         self.frames = 0
         self._outbox: queue.SimpleQueue[Frame] = queue.SimpleQueue()
@@ -149,7 +147,10 @@ class SerialLink:
         fd = port.fileno()
         opened = time.monotonic()
         last_valid = opened
-        self._write(port, self.session.command(StatusRequest(0), opened))
+        # A new host session first: the controller may remember sequence numbers of an earlier run of the service
+        # and would ack our commands with those numbers as retries without carrying them out.
+        self._write(port, self.session.hello(secrets.randbits(32), opened))
+        self._write(port, self.session.command(StatusRequest(0), opened))  # goes out once the hello is answered
         while not self._stop.is_set():
             now = time.monotonic()
             deadline = last_valid + self.silence_timeout_s
@@ -176,7 +177,7 @@ class SerialLink:
                         self._up = True
                         logger.info("controller %s on %s is up", self.name, self.port)
                         self.handler(LinkUp(self.port))
-                    deliver, reply = self.session.receive(item)
+                    deliver, reply = self.session.receive(item, now)
                     if reply:
                         self._write(port, reply)
                     if deliver is not None:

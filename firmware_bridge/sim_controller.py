@@ -23,6 +23,7 @@ from firmware_bridge.protocol import (
     Heartbeat,
     Hello,
     HostAck,
+    HostHello,
     InputChanged,
     InputKind,
     Led,
@@ -36,9 +37,6 @@ from firmware_bridge.wiegand import WiegandBits
 logger = logging.getLogger(__name__)
 
 RETRY_INTERVAL_S = 0.1
-# A host command carried out this recently is a retry when its number comes again; later, it is a new command
-# (a restarted host numbers from scratch). The host's retries of one command span 0.4 s.
-HOST_RETRY_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,8 @@ class SimulatedController:
         self._queue: deque[Frame] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._seen_host: deque[tuple[int, float]] = deque(maxlen=64)  # (host seq, when carried out)
+        self._seen_host: deque[int] = deque(maxlen=64)
+        self._host_session: int | None = None
         self._thread = threading.Thread(target=self._run, name="sim-controller", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
 
@@ -183,15 +182,21 @@ class SimulatedController:
                     self._queue.popleft()
             os.write(self._wake_w, b"x")
             return
-        if not isinstance(frame, (Unlock, Led, Buzzer, StatusRequest)):
+        if not isinstance(frame, (Unlock, Led, Buzzer, StatusRequest, HostHello)):
             return
         if not self.ack_commands:
             return
+        if isinstance(frame, HostHello):  # carried out every time: the same session again changes nothing
+            if frame.session != self._host_session:
+                self._host_session = frame.session
+                self._seen_host.clear()
+            self._send_now(Hello(self._next_seq(), self.boot_id, 1, 0, self.inputs))
+            self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.OK))
+            return
         self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.OK))
-        now = time.monotonic()
-        if any(seq == frame.seq and now - at < HOST_RETRY_WINDOW_S for seq, at in self._seen_host):
+        if frame.seq in self._seen_host:
             return  # a retry of a command already carried out
-        self._seen_host.append((frame.seq, now))
+        self._seen_host.append(frame.seq)
         if isinstance(frame, StatusRequest):
             with self._lock:
                 states = dict(self.states)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -323,3 +324,30 @@ def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
     sim.swipe(0, encode("H10301", 10, 100))
     wait_until(lambda: len(_facts(watcher, "access_granted")) == 2, DEADLINE_S, "the second grant")
     assert sim.wait_for_command(Unlock, after=1) is not None, "the grant after the restart did not unlock"
+
+
+def test_a_controller_that_rebooted_while_unplugged_has_its_first_swipe_delivered(
+        rig: Rig, serial_pty: Callable[[str], SerialPair]) -> None:
+    """The controller is unplugged and comes back rebooted (new boot id) with a swipe already queued. Opening
+    the port discards what it sent before (pyserial flushes the input), its boot HELLO included; its event
+    numbers start again and match ones the host remembers from the old boot. The host must not take the
+    swipe for a repeat: it neither acks nor delivers events until the controller has answered its
+    HOST_HELLO (with a HELLO)."""
+    rig.controller.swipe(0, encode("H10301", 10, 100))
+    rig.wait_fact("access_granted")
+    rig.controller.stop()
+    rig.pair.close()
+    rig.wait_fact("device_went_offline")
+    pair = serial_pty("ctl-1.plugging-in")  # not under the port's name yet: the service cannot open it
+    controller = SimulatedController(pair.master)
+    controller.states.update({(InputKind.DOOR_CONTACT, 0): 0, (InputKind.DOOR_CONTACT, 1): 0})
+    controller.swipe(0, encode("H10301", 10, 100))
+    controller.start()  # HELLO and the swipe go out now, before the service opens the port
+    try:
+        os.replace(pair.link, rig.pair.link)
+        pair.link = rig.pair.link
+        rig.wait_fact("device_came_online", count=2)
+        rig.wait_fact("access_granted", count=2)
+        assert controller.wait_for_command(Unlock) is not None
+    finally:
+        controller.stop()

@@ -28,7 +28,6 @@ WIEGAND_MAX_BITS = 64
 DEBOUNCE_MS = 30             # an input must hold its new level this long to count
 HEARTBEAT_MS = 1000
 RETRY_MS = 100               # an unacknowledged event is sent again this often
-HOST_RETRY_WINDOW_MS = 1000  # a host command number seen again this soon is a retry (the host's span 400 ms)
 QUEUE_MAX = 64               # events kept while the host does not answer; the oldest go first when full
 MAX_UNLOCK_MS = 60000
 
@@ -100,7 +99,8 @@ class Controller:
         self.event_seq = 0         # events number on their own (PROTOCOL.md, sequence numbers)
         self.queue = []            # (seq, wire bytes) of events waiting for the host's ack
         self.last_sent = 0
-        self.seen = []             # (seq, ticks) of recent host commands (retries are acked, not redone)
+        self.seen = []             # recent host command sequence numbers (retries are acked, not redone)
+        self.host_session = None   # the seen numbers belong to this host session (HOST_HELLO)
         self.readers = [WiegandPort(r["d0"], r["d1"]) for r in PINS["readers"]]
         self.leds = [machine.Pin(r["led"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
         self.buzzers = [machine.Pin(r["buzzer"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
@@ -141,18 +141,28 @@ class Controller:
                 self.queue.pop(0)
                 self.last_sent = utime.ticks_add(now, -RETRY_MS)  # send the next event at once
             return
+        if ftype == frames.HOST_HELLO and len(payload) == 4:
+            # Carried out every time (the same session again changes nothing): numbers of an earlier session
+            # are not retries of this one's.
+            session = payload[0] << 24 | payload[1] << 16 | payload[2] << 8 | payload[3]
+            if session != self.host_session:
+                self.host_session = session
+                self.seen = []
+            # Who we are first (the host's open discarded the HELLO sent at boot), then the ack.
+            self.send(frames.hello(self.next_seq(), self.boot_id, len(self.inputs), FW_VERSION))
+            self.send(frames.ack(self.next_seq(), seq))
+            return
         known = (frames.UNLOCK, frames.LED, frames.BUZZER, frames.STATUS_REQUEST)
         if ftype not in known:
             self.send(frames.ack(self.next_seq(), seq, frames.ACK_BAD_COMMAND))
             return
-        for seen_seq, at in self.seen:
-            if seen_seq == seq and utime.ticks_diff(now, at) < HOST_RETRY_WINDOW_MS:
-                self.send(frames.ack(self.next_seq(), seq))
-                return
+        if seq in self.seen:
+            self.send(frames.ack(self.next_seq(), seq))
+            return
         ok = self.execute(ftype, payload, now)
         self.send(frames.ack(self.next_seq(), seq, frames.ACK_OK if ok else frames.ACK_BAD_COMMAND))
         if ok:
-            self.seen.append((seq, now))
+            self.seen.append(seq)
             if len(self.seen) > 32:
                 self.seen.pop(0)
 

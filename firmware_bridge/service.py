@@ -50,9 +50,9 @@ from firmware_bridge.osdp_bus import (
     OsdpEvent,
     ReaderSpec,
     ReaderStatus,
-    SerialChannel,
     load_key,
 )
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.protocol import Buzzer, Frame, InputChanged, InputKind, Led, LedColor, Unlock, WiegandRead
 from firmware_bridge.serial_link import LinkDown, LinkEvent, LinkUp, SerialLink
 from firmware_bridge.wiegand import BadRead, CardRead, WiegandBits, decode, mask_credential, resolve_formats

@@ -36,9 +36,9 @@ from firmware_bridge.osdp_bus import (
     OsdpEvent,
     ReaderSpec,
     ReaderStatus,
-    SerialChannel,
     provision_key,
 )
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.sim_controller import SerialPair
 from firmware_bridge.wiegand import encode
 

@@ -27,7 +27,8 @@ from test_osdp import CAPS, KEY, WRONG_KEY, Events, input_report
 
 from edge import topics
 from edge.brokers import MosquittoBroker
-from firmware_bridge.osdp_bus import CardPresented, OsdpBus, OsdpEvent, ReaderSpec, ReaderStatus, SerialChannel
+from firmware_bridge.osdp_bus import CardPresented, OsdpBus, OsdpEvent, ReaderSpec, ReaderStatus
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.sim_controller import SerialPair
 from firmware_bridge.wiegand import WiegandBits, encode
 

@@ -1,4 +1,5 @@
-"""Benchmark: a Wiegand read frame in -> decision published and unlock command out, against the parser alone."""
+"""Benchmark: a Wiegand read frame in -> decision published and unlock command out, against the parser alone;
+then several doors swiping at the same moment, against one swipe at a time in the same run."""
 
 from __future__ import annotations
 
@@ -49,9 +50,90 @@ def parser_rate(frames: int) -> float:
     return frames / elapsed
 
 
+def start_badge(workdir: Path, broker_port: int, doors: dict[str, Path]) -> subprocess.Popen[bytes]:
+    """`sitewarden run badge` with one controller per door (`ctl-<door>` on the given pty), door on reader 0."""
+    controllers = {f"ctl-{door}": {"port": str(port), "doors": {door: {"reader": 0}}} for door, port in doors.items()}
+    config = {"site": {"id": SITE}, "data_dir": str(workdir / "data"), "mqtt": {"port": broker_port},
+              "badge": {"controllers": controllers}, "log": {"level": "WARNING"}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    log = open(workdir / "badge.log", "wb")
+    command_line = [sys.executable, "-m", "edge.cli", "--config", str(workdir / "config.yaml"), "run", "badge"]
+    return subprocess.Popen(command_line, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def concurrent(doors: int, rounds: int, workdir: Path) -> tuple[list[float], list[float]]:
+    """`doors` controllers on their own ptys; each round every one of them reads the same card at once.
+
+    Returns, over all swipes after 10 warm-up rounds, the ms from the swipe to its door's access_granted on
+    the broker, and to the UNLOCK carried out by its controller.
+    """
+    broker = MosquittoBroker(workdir / "broker")  # started by the constructor
+    names = [f"door-{i}" for i in range(doors)]
+    pairs = {name: SerialPair(workdir / "dev" / name) for name in names}
+    sims = {name: SimulatedController(pair.master) for name, pair in pairs.items()}
+    for sim in sims.values():
+        sim.set_input(1, 0, False)
+        sim.start()
+    granted: dict[str, list[float]] = {name: [] for name in names}
+    online: set[str] = set()
+    cond = threading.Condition()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        fact = json.loads(message.payload)
+        with cond:
+            if fact.get("kind") == "access_granted":
+                granted[fact["door"]].append(time.perf_counter())
+            elif fact.get("kind") == "device_came_online":
+                online.add(fact["device_id"])
+            cond.notify_all()
+
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = on_message
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.loop_start()
+    watcher.subscribe(topics.facts_filter(SITE), qos=1)
+    holders = {"version": "1", "cardholders": [{"id": "ann", "credential": "12:100"}]}
+    watcher.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(holders), qos=1,
+                    retain=True).wait_for_publish(5)
+    proc = start_badge(workdir, broker.port, {name: pair.link for name, pair in pairs.items()})
+    decided: list[float] = []
+    unlocked: list[float] = []
+    try:
+        with cond:
+            if not cond.wait_for(lambda: len(online) == doors, 20):
+                raise RuntimeError(f"controllers online: {sorted(online)}; see {workdir / 'badge.log'}")
+        time.sleep(1)  # the cardholder list (retained) arrives just after the connection
+        bits = encode("H10301", 12, 100)
+        for r in range(rounds + 10):
+            started: dict[str, tuple[float, float]] = {}
+            for name in names:  # microseconds apart: each swipe only queues a frame for its controller's thread
+                started[name] = (time.perf_counter(), time.monotonic())
+                sims[name].swipe(0, bits)
+            with cond:
+                if not cond.wait_for(lambda r=r: all(len(g) > r for g in granted.values()), 10):
+                    raise RuntimeError(f"round {r}: not every door granted; see {workdir / 'badge.log'}")
+            for name in names:
+                command = sims[name].wait_for_command(UnlockFrame, after=r, timeout_s=10)
+                if command is None:
+                    raise RuntimeError(f"round {r}: no unlock at {name}")
+                if r >= 10:
+                    decided.append((granted[name][r] - started[name][0]) * 1000)
+                    unlocked.append((command.at - started[name][1]) * 1000)
+            time.sleep(0.02)
+    finally:
+        stop_process(proc, 10)
+        watcher.loop_stop()
+        for sim in sims.values():
+            sim.stop()
+        for pair in pairs.values():
+            pair.close()
+        broker.stop()
+    return decided, unlocked
+
+
 def end_to_end(swipes: int, workdir: Path) -> tuple[list[float], list[float]]:
-    broker = MosquittoBroker(workdir / "broker")
-    broker.start()
+    broker = MosquittoBroker(workdir / "broker")  # started by the constructor
     pair = SerialPair(workdir / "dev" / "ctl-1")
     controller = SimulatedController(pair.master)
     controller.set_input(1, 0, False)
@@ -73,14 +155,7 @@ def end_to_end(swipes: int, workdir: Path) -> tuple[list[float], list[float]]:
     holders = {"version": "1", "cardholders": [{"id": "ann", "credential": "12:100"}]}
     watcher.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(holders), qos=1,
                     retain=True).wait_for_publish(5)
-    config = {"site": {"id": SITE}, "data_dir": str(workdir / "data"), "mqtt": {"port": broker.port},
-              "badge": {"controllers": {"ctl-1": {"port": str(pair.link), "doors": {"front": {"reader": 0}}}}},
-              "log": {"level": "WARNING"}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    log = open(workdir / "badge.log", "wb")
-    command_line = [sys.executable, "-m", "edge.cli", "--config", str(workdir / "config.yaml"), "run", "badge"]
-    proc = subprocess.Popen(command_line, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_badge(workdir, broker.port, {"front": pair.link})
     decided: list[float] = []
     unlocked: list[float] = []
     try:
@@ -113,10 +188,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--swipes", type=int, default=500)
     ap.add_argument("--frames", type=int, default=200_000)
+    ap.add_argument("--doors", type=int, default=4, help="doors swiping at the same moment (0: skip)")
+    ap.add_argument("--rounds", type=int, default=200, help="rounds of simultaneous swipes")
     args = ap.parse_args()
     rate = parser_rate(args.frames)
     with tempfile.TemporaryDirectory() as tmp:
         decided, unlocked = end_to_end(args.swipes, Path(tmp))
+    together: tuple[list[float], list[float]] | None = None
+    if args.doors:
+        with tempfile.TemporaryDirectory() as tmp:
+            together = concurrent(args.doors, args.rounds, Path(tmp))
     print(f"swipes: {len(decided)} (one at a time, 10 ms apart)")
     print(f"frame in -> AccessGranted on the broker: p50 {statistics.median(decided):.2f} ms, "
           f"p99 {pct(decided, 99):.2f} ms, max {max(decided):.2f} ms")
@@ -125,6 +206,16 @@ def main() -> None:
     print(f"baseline: parser alone {rate:,.0f} frames/s ({1e6 / rate:.2f} us/frame)")
     ratio = statistics.median(decided) * 1000 * rate / 1e6
     print(f"ratio: end-to-end p50 decision / parser time per frame = {ratio:.0f}x")
+    if together is not None:
+        both_decided, both_unlocked = together
+        print(f"{args.doors} doors swiping at once, {len(both_decided) // args.doors} rounds "
+              f"({len(both_decided)} swipes, 20 ms between rounds):")
+        print(f"  swipe -> AccessGranted on the broker: p50 {statistics.median(both_decided):.2f} ms, "
+              f"p99 {pct(both_decided, 99):.2f} ms, max {max(both_decided):.2f} ms")
+        print(f"  swipe -> UNLOCK at its controller:    p50 {statistics.median(both_unlocked):.2f} ms, "
+              f"p99 {pct(both_unlocked, 99):.2f} ms, max {max(both_unlocked):.2f} ms")
+        print(f"ratio: p50 to grant with {args.doors} at once / one at a time (above) = "
+              f"{statistics.median(both_decided) / statistics.median(decided):.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -249,6 +250,18 @@ class OsdpReaderSettings(Section):
     unlock_output: int | None = Field(default=0, ge=0, le=255, description="Reader output that drives the lock; "
                                       "null when the lock is wired elsewhere.")
     unlock_ms: int = Field(default=5000, ge=100, le=60000, description="How long a grant releases the lock.")
+    contact_input: int | None = Field(default=None, ge=0, le=255, description="Reader input (0-based, as in its "
+                                      "input status report) wired to the door contact; null when there is none "
+                                      "(then forced and held doors cannot be seen).")
+    rex_input: int | None = Field(default=None, ge=0, le=255, description="Reader input wired to the "
+                                  "request-to-exit button, if any.")
+
+    @field_validator("rex_input")
+    @classmethod
+    def _rex_not_contact(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value == info.data.get("contact_input"):
+            raise ValueError(f"input {value} is already the door contact (contact_input)")
+        return value
 
     @field_validator("enforce_secure")
     @classmethod

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import serial
 from osdp import (
     CardFormat,
     Channel,
@@ -24,6 +22,7 @@ from osdp import (
     StatusReportType,
 )
 
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.wiegand import WiegandBits
 
 logger = logging.getLogger(__name__)
@@ -37,85 +36,6 @@ def load_key(path: Path) -> bytes:
     if len(key) != 16:
         raise ValueError(f"{path}: want 16 bytes, got {len(key)}")
     return key
-
-
-class SerialChannel(Channel):
-    """libosdp's byte stream over a serial port; reopens the port when it fails and never raises into C."""
-
-    def __init__(self, port: str, baudrate: int) -> None:
-        super().__init__()
-        self.port = port
-        self.baudrate = baudrate
-        self._serial: serial.Serial | None = None
-        self._next_open = 0.0
-        self._failed_logged = False
-        self.bytes_in = 0
-        self.error: str | None = None
-
-    def _ensure(self) -> serial.Serial | None:
-        if self._serial is not None:
-            return self._serial
-        now = time.monotonic()
-        if now < self._next_open:
-            return None
-        try:
-            self._serial = serial.Serial(self.port, self.baudrate, timeout=0, write_timeout=0.5, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as err:
-            self._next_open = now + 1.0
-            self.error = f"cannot open {self.port}: {err}"
-            if not self._failed_logged:
-                logger.warning("OSDP bus %s: %s; retrying every second", self.port, err)
-                self._failed_logged = True
-            return None
-        if self._failed_logged:
-            logger.info("OSDP bus %s: port open again", self.port)
-        self._failed_logged = False
-        self.error = None
-        return self._serial
-
-    def _drop(self, err: Exception) -> None:
-        self.error = f"{self.port}: {err}"
-        logger.warning("OSDP bus %s failed: %s; reopening", self.port, err)
-        self._failed_logged = True
-        if self._serial is not None:
-            try:
-                self._serial.close()
-            except (serial.SerialException, OSError):
-                pass
-        self._serial = None
-        self._next_open = time.monotonic() + 1.0
-
-    def read(self, max_bytes: int) -> bytes:
-        port = self._ensure()
-        if port is None:
-            return b""
-        try:
-            data = os.read(port.fileno(), max_bytes)
-        except BlockingIOError:
-            return b""
-        except OSError as err:
-            self._drop(err)
-            return b""
-        self.bytes_in += len(data)
-        return data
-
-    def write(self, buf: bytes) -> int:
-        port = self._ensure()
-        if port is None:
-            return 0
-        try:
-            return port.write(bytes(buf)) or 0
-        except (serial.SerialException, OSError) as err:
-            self._drop(err)
-            return 0
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if self._serial is not None:
-            self._serial.close()
-            self._serial = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +69,15 @@ class LocalStatus:
     power_failed: bool
 
 
-OsdpEvent = ReaderStatus | CardPresented | KeysPressed | LocalStatus
+@dataclass(frozen=True)
+class InputsReported:
+    """An input status report (osdp_ISTATR): the state of each of the reader's inputs, by index; True is active."""
+
+    reader: str
+    states: tuple[bool, ...]
+
+
+OsdpEvent = ReaderStatus | CardPresented | KeysPressed | LocalStatus | InputsReported
 
 
 @dataclass
@@ -167,7 +95,7 @@ class _Health:
     offline_since: float = field(default_factory=time.monotonic)
     next_kick: float = 0.0
     backoff_s: float = 0.0
-    bytes_at_kick: int = 0
+    answers_at_kick: int = 0
     kicks: int = 0
 
 
@@ -189,13 +117,13 @@ class OsdpBus:
         self.recover_min_s = recover_min_s
         self.recover_max_s = recover_max_s
         self._health = {r.address: _Health() for r in readers}
-        self._events: list[tuple[int, dict]] = []
-        self._events_lock = threading.Lock()
         infos = []
         for r in readers:
             flags = [LibFlag.InstallMode] if r.install_mode else [LibFlag.EnforceSecure]
             infos.append(PDInfo(r.address, channel, scbk=r.key, name=r.name, flags=flags))
-        self.cp = ControlPanel(infos, log_level=LogLevel.Error, event_handler=self._on_event)
+        # No event handler: the ControlPanel queues every event per reader whether or not one is set, so the
+        # supervisor takes them from there (with a handler as well, that queue would only grow).
+        self.cp = ControlPanel(infos, log_level=LogLevel.Error)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name=f"osdp-{name}", daemon=True)
         self.recoveries = 0
@@ -208,12 +136,6 @@ class OsdpBus:
         self._stop.set()
         self._thread.join(5)
         self.cp.stop()
-
-    def _on_event(self, pd_index: int, event: dict) -> int:
-        # libosdp's refresh thread, holding the ControlPanel lock: queue it and return.
-        with self._events_lock:
-            self._events.append((self.cp.pd_addr[pd_index], event))
-        return 0
 
     def is_online(self, address: int) -> bool:
         return self._health[address].online
@@ -240,10 +162,9 @@ class OsdpBus:
 
     def _supervise(self) -> None:
         while not self._stop.wait(SUPERVISE_INTERVAL_S):
-            with self._events_lock:
-                events, self._events = self._events, []
-            for address, event in events:
-                self._dispatch(address, event)
+            for address in self.readers:
+                while (event := self.cp.get_event(address, timeout=-1)) is not None:  # -1: do not wait
+                    self._dispatch(address, event)
             now = time.monotonic()
             for address, health in self._health.items():
                 self._check(address, health, now)
@@ -273,7 +194,7 @@ class OsdpBus:
             health.backoff_s = self.recover_min_s
         if now < health.next_kick:
             return
-        answered = self._bytes_in() > health.bytes_at_kick
+        answered = self._answers(address) > health.answers_at_kick
         reason = self._reason(answered)
         if health.announced is not False:
             health.announced = False
@@ -284,11 +205,15 @@ class OsdpBus:
         self.cp.enable_pd(address)
         self.recoveries += 1
         health.kicks += 1
-        health.bytes_at_kick = self._bytes_in()
+        health.answers_at_kick = self._answers(address)
         health.next_kick = now + health.backoff_s
         health.backoff_s = min(health.backoff_s * 2, self.recover_max_s)
 
-    def _bytes_in(self) -> int:
+    def _answers(self, address: int) -> int:
+        """How much the reader at `address` has sent: its replies where the channel counts them, else all bytes."""
+        replies_from = getattr(self.channel, "replies_from", None)
+        if replies_from is not None:
+            return int(replies_from(address))
         return int(getattr(self.channel, "bytes_in", 0))
 
     def _reason(self, answered: bool) -> str:
@@ -320,6 +245,8 @@ class OsdpBus:
         elif kind == Event.Status and event.get("type") == StatusReportType.Local:
             report = bytes(event.get("report", b""))
             self.handler(LocalStatus(spec.name, bool(report[:1] and report[0]), bool(report[1:2] and report[1])))
+        elif kind == Event.Status and event.get("type") == StatusReportType.Input:
+            self.handler(InputsReported(spec.name, tuple(bool(b) for b in bytes(event.get("report", b"")))))
 
 
 def provision_key(port: str, baudrate: int, address: int, key: bytes, timeout_s: float = 15.0,

@@ -94,6 +94,7 @@ class FrameType(IntEnum):
     BUZZER = 0x83
     HOST_ACK = 0x84
     STATUS_REQUEST = 0x85
+    HOST_HELLO = 0x86
 
 
 class InputKind(IntEnum):
@@ -253,9 +254,19 @@ class StatusRequest(Frame):
     NEEDS_ACK: ClassVar[bool] = True
 
 
+@dataclass(frozen=True)
+class HostHello(Frame):
+    """Host opened the link: a new `session` makes the controller forget the host sequence numbers it has seen."""
+
+    session: int
+    TYPE: ClassVar[FrameType] = FrameType.HOST_HELLO
+    FORMAT: ClassVar[str] = ">I"
+    NEEDS_ACK: ClassVar[bool] = True
+
+
 FRAME_CLASSES: dict[int, type[Frame]] = {
     cls.TYPE: cls for cls in (Hello, Heartbeat, WiegandRead, InputChanged, Ack, Unlock, Led, Buzzer, HostAck,
-                              StatusRequest)
+                              StatusRequest, HostHello)
 }
 
 

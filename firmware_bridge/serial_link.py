@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import select
 import threading
 import time
@@ -146,7 +147,10 @@ class SerialLink:
         fd = port.fileno()
         opened = time.monotonic()
         last_valid = opened
-        self._write(port, self.session.command(StatusRequest(0), opened))
+        # A new host session first: the controller may remember sequence numbers of an earlier run of the service
+        # and would ack our commands with those numbers as retries without carrying them out.
+        self._write(port, self.session.hello(secrets.randbits(32), opened))
+        self._write(port, self.session.command(StatusRequest(0), opened))  # goes out once the hello is answered
         while not self._stop.is_set():
             now = time.monotonic()
             deadline = last_valid + self.silence_timeout_s
@@ -173,7 +177,7 @@ class SerialLink:
                         self._up = True
                         logger.info("controller %s on %s is up", self.name, self.port)
                         self.handler(LinkUp(self.port))
-                    deliver, reply = self.session.receive(item)
+                    deliver, reply = self.session.receive(item, now)
                     if reply:
                         self._write(port, reply)
                     if deliver is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,22 +35,24 @@ from edge.producer import FactProducer
 from edge.rejects import RejectLog
 from edge.services import ServiceSpec
 from edge.store import database_path, open_database
-from firmware_bridge import cardholders
+from firmware_bridge import cardholders, door_states
 from firmware_bridge.access import decide
 from firmware_bridge.cardholders import CardholderError, CardholderStore
 from firmware_bridge.commands import badge as badge_commands
+from firmware_bridge.door_states import DoorStates
 from firmware_bridge.link import CommandResult
 from firmware_bridge.osdp_bus import (
     CardPresented,
+    InputsReported,
     KeysPressed,
     LocalStatus,
     OsdpBus,
     OsdpEvent,
     ReaderSpec,
     ReaderStatus,
-    SerialChannel,
     load_key,
 )
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.protocol import Buzzer, Frame, InputChanged, InputKind, Led, LedColor, Unlock, WiegandRead
 from firmware_bridge.serial_link import LinkDown, LinkEvent, LinkUp, SerialLink
 from firmware_bridge.wiegand import BadRead, CardRead, WiegandBits, decode, mask_credential, resolve_formats
@@ -79,6 +82,23 @@ def _door_for(controller: ControllerSettings, attr: str, index: int) -> tuple[st
     return None
 
 
+def _describe(item: Any) -> str:
+    """An inbox item for a log line: where it came from and what it is, never card data or cardholder lists."""
+    if isinstance(item, _FromController):
+        event = item.event
+        if isinstance(event, WiegandRead):
+            return f"controller {item.controller}: a {event.bit_count}-bit read on reader port {event.reader}"
+        return f"controller {item.controller}: {event!r:.200}"
+    if isinstance(item, _FromOsdp):
+        event = item.event
+        if isinstance(event, CardPresented):
+            return f"OSDP {item.bus}/{event.reader}: card data"
+        return f"OSDP {item.bus}: {event!r:.200}"
+    if isinstance(item, Inbound):
+        return f"a {len(item.payload)}-byte message on {item.topic}"
+    return type(item).__name__
+
+
 class BadgeService:
     """Owns the readers and doors of one box. One thread makes every decision, in arrival order."""
 
@@ -88,8 +108,11 @@ class BadgeService:
         self.tz = ZoneInfo(settings.site.timezone)
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.producer = FactProducer(settings, SERVICE_NAME, inbox=self.inbox)
-        self.cardholder_db = open_database(database_path(settings.data_dir, SERVICE_NAME), cardholders.MIGRATIONS)
+        self.cardholder_db = open_database(database_path(settings.data_dir, SERVICE_NAME),
+                                           (*cardholders.MIGRATIONS, *door_states.MIGRATIONS))
         self.cardholders = CardholderStore(self.cardholder_db)
+        self.door_states = DoorStates(self.cardholder_db)
+        self._doors_reported: set[str] = set()
         self.rejects = RejectLog("badge")
         self.counters: dict[str, int] = {"granted": 0, "denied": 0, "unlock_failed": 0, "cardholder_updates": 0}
         self._input_state: dict[tuple[str, int, int], int] = {}
@@ -132,10 +155,20 @@ class BadgeService:
                 link.stop()
             for bus in self.buses.values():
                 bus.stop()
-            self.producer.stop()
+            try:
+                self.producer.stop()
+            except sqlite3.Error as err:  # the failure that stopped us, met again: the original error stands
+                logger.error("badge: the facts store failed again while stopping: %s", err)
+                self.producer.bus.stop()
             self.cardholder_db.conn.close()
 
     def handle(self, item: Any) -> None:
+        """One event in; a bad one is counted and logged once, and the next one is handled as usual.
+
+        Except a failure of the database itself (disk full, I/O error, read-only, locked too long): that is not
+        the event's fault, and swallowing it would lose the fact it was storing. It propagates: the service
+        stops (systemd starts it again) and says which event's facts were not stored.
+        """
         try:
             if isinstance(item, _FromController):
                 self._controller_event(item.controller, item.event)
@@ -145,8 +178,12 @@ class BadgeService:
                 self._config_message(item)
             elif isinstance(item, LinkChanged):
                 pass
+        except sqlite3.OperationalError as err:
+            logger.critical("badge database failed (%s) while handling %s: its facts are NOT stored; stopping",
+                            err, _describe(item))
+            raise
         except Exception as err:  # one bad event must not stop the doors
-            self.rejects.reject(type(item).__name__, type(err).__name__, f"{item!r:.200}: {err}", error=err)
+            self.rejects.reject(type(item).__name__, type(err).__name__, f"{_describe(item)}: {err}", error=err)
 
     def _publish(self, *facts: Event) -> None:
         self.producer.publish(*facts)
@@ -200,23 +237,19 @@ class BadgeService:
             logger.warning("controller %s: %s not carried out: %s", cid, type(command).__name__, result.detail)
 
     def _input(self, cid: str, controller: ControllerSettings, event: InputChanged) -> None:
+        source = self._source(cid)
+        active = bool(event.state)
+        if event.kind == InputKind.DOOR_CONTACT:
+            found = _door_for(controller, "contact", event.index)
+            if found is not None:
+                self._door_contact(found[0], source, active)
+            return
         key = (cid, event.kind, event.index)
         known = self._input_state.get(key)
         self._input_state[key] = event.state
         if known == event.state:
             return  # the state report after a reconnect, unchanged
-        source = self._source(cid)
-        active = bool(event.state)
-        if event.kind == InputKind.DOOR_CONTACT:
-            found = _door_for(controller, "contact", event.index)
-            if found is None or known is None:
-                # First report since start: a state, not a change. A door found open now was not just forced.
-                if found is not None:
-                    logger.info("door %s is %s", found[0], "open" if active else "closed")
-                return
-            fact_cls = DoorOpened if active else DoorClosed
-            self._publish(fact_cls(site=self.site, source=source, door=found[0]))
-        elif event.kind == InputKind.REQUEST_TO_EXIT:
+        if event.kind == InputKind.REQUEST_TO_EXIT:
             found = _door_for(controller, "rex", event.index)
             if found is not None and active:
                 self._publish(ExitRequested(site=self.site, source=source, door=found[0]))
@@ -226,6 +259,27 @@ class BadgeService:
                                   known)
         else:
             self.rejects.reject(f"controller {cid}", "unknown_input", f"input kind {event.kind} index {event.index}")
+
+    def _door_contact(self, door: str, source: str, is_open: bool) -> None:
+        """A contact report: a fact when it differs from what was last published for the door (see door_states)."""
+        known = self.door_states.get(door)
+        first = door not in self._doors_reported
+        self._doors_reported.add(door)
+        state = "open" if is_open else "closed"
+        if known == is_open:
+            if first:
+                logger.info("door %s is %s, as last published", door, state)
+            return  # unchanged: a repeated report, or the state report after a reconnect or restart
+        if known is None and not is_open:
+            logger.info("door %s is closed", door)
+            self.door_states.remember(door, False)  # first sight of a closed door: nothing happened
+            return
+        if first:
+            logger.info("door %s is %s, last published %s: publishing it %s", door, state,
+                        "never" if known is None else "open" if known else "closed", state)
+        fact_cls = DoorOpened if is_open else DoorClosed
+        self._publish(fact_cls(site=self.site, source=source, door=door))
+        self.door_states.remember(door, is_open)
 
     # -- decisions ----------------------------------------------------------------------------------------
     def _swipe(self, door: str, reader: str, source: str, bits: WiegandBits | None, text: str | None,
@@ -290,6 +344,24 @@ class BadgeService:
                                                 device_type="reader", reason=event.reason))
         elif isinstance(event, LocalStatus):
             self._osdp_local(device_id, reader.door, event)
+        elif isinstance(event, InputsReported):
+            self._osdp_inputs(f"{bus_id}/{event.reader}", device_id, reader, event.states)
+
+    def _osdp_inputs(self, where: str, device_id: str, reader: OsdpReaderSettings, states: tuple[bool, ...]) -> None:
+        """An input status report (the state of every input of the reader): door contact and request-to-exit."""
+        for key, index in (("contact_input", reader.contact_input), ("rex_input", reader.rex_input)):
+            if index is not None and index >= len(states):
+                self.rejects.reject(f"OSDP reader {where}", "input_not_reported",
+                                    f"{key} is {index} but the reader reports {len(states)} inputs")
+        if reader.contact_input is not None and reader.contact_input < len(states):
+            self._door_contact(reader.door, device_id, states[reader.contact_input])
+        if reader.rex_input is not None and reader.rex_input < len(states):
+            key = (device_id, int(InputKind.REQUEST_TO_EXIT), reader.rex_input)
+            known = self._input_state.get(key)
+            pressed = states[reader.rex_input]
+            self._input_state[key] = int(pressed)
+            if pressed and known != int(pressed):
+                self._publish(ExitRequested(site=self.site, source=device_id, door=reader.door))
 
     def _osdp_local(self, device_id: str, door: str, event: LocalStatus) -> None:
         for kind, active in ((InputKind.TAMPER, event.tamper), (InputKind.POWER, event.power_failed)):

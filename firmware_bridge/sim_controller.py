@@ -23,6 +23,7 @@ from firmware_bridge.protocol import (
     Heartbeat,
     Hello,
     HostAck,
+    HostHello,
     InputChanged,
     InputKind,
     Led,
@@ -70,6 +71,7 @@ class SimulatedController:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._seen_host: deque[int] = deque(maxlen=64)
+        self._host_session: int | None = None
         self._thread = threading.Thread(target=self._run, name="sim-controller", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
 
@@ -180,9 +182,16 @@ class SimulatedController:
                     self._queue.popleft()
             os.write(self._wake_w, b"x")
             return
-        if not isinstance(frame, (Unlock, Led, Buzzer, StatusRequest)):
+        if not isinstance(frame, (Unlock, Led, Buzzer, StatusRequest, HostHello)):
             return
         if not self.ack_commands:
+            return
+        if isinstance(frame, HostHello):  # carried out every time: the same session again changes nothing
+            if frame.session != self._host_session:
+                self._host_session = frame.session
+                self._seen_host.clear()
+            self._send_now(Hello(self._next_seq(), self.boot_id, 1, 0, self.inputs))
+            self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.OK))
             return
         self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.OK))
         if frame.seq in self._seen_host:

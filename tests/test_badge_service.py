@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +17,10 @@ from conftest import SITE, MqttClient, ServiceProcess, wait_until, write_config
 
 from edge import topics
 from edge.brokers import MosquittoBroker
+from edge.config import load_settings
 from firmware_bridge.access import DAYS
-from firmware_bridge.protocol import InputKind, Led, LedColor, Unlock
+from firmware_bridge.protocol import InputChanged, InputKind, Led, LedColor, Unlock, encode_frame
+from firmware_bridge.service import BadgeService
 from firmware_bridge.sim_controller import SerialPair, SimulatedController
 from firmware_bridge.wiegand import WiegandBits, encode
 
@@ -167,3 +173,181 @@ def test_a_bad_cardholder_list_is_refused_and_the_old_one_kept(rig: Rig, mqtt_br
     assert "cardholder 1: schedule" in rig.service.output()
     rig.controller.swipe(0, encode("H10301", 10, 100))
     assert rig.wait_fact("access_granted")[0]["cardholder"] == "ann"
+
+
+def _facts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
+    return [p for p in watcher.payloads(f"sitewarden/{SITE}/badge/") if p.get("kind") == kind]
+
+
+def _alerts(watcher: MqttClient, kind: str) -> list[dict[str, Any]]:
+    return [p for p in watcher.payloads(f"sitewarden/{SITE}/alert/") if p["alert"]["kind"] == kind]
+
+
+@pytest.fixture
+def controller(serial_pty: Callable[[str], SerialPair]) -> Iterator[tuple[SerialPair, SimulatedController]]:
+    """A simulated controller, not started, whose doors and tamper switch are closed: no change is pending, so
+    the host learns the states from the controller's answer to its status request."""
+    pair = serial_pty("ctl-1")
+    sim = SimulatedController(pair.master)
+    sim.states.update({(InputKind.DOOR_CONTACT, 0): 0, (InputKind.DOOR_CONTACT, 1): 0, (InputKind.TAMPER, 0): 0})
+    yield pair, sim
+    sim.stop()
+
+
+def test_a_door_open_when_the_service_starts_is_published_and_held_open_is_seen(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient]) -> None:
+    """The front door was propped open while the badge service was down: its first contact report is published
+    as DoorOpened, so the edge's held-door rule (limit 3 s here) sees it. After a restart with the door still
+    open it is not published again (the edge has it; again, it would look like an opening without a grant),
+    and closing it resolves the held-door alert."""
+    pair, sim = controller
+    sim.states[(InputKind.DOOR_CONTACT, 0)] = 1
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    watcher.subscribe(topics.alerts_filter(SITE))
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    service_factory(config, "edge")
+    badge = service_factory(config, "badge")
+    opened = wait_until(lambda: _facts(watcher, "door_opened"), DEADLINE_S, "the door_opened fact")[0]
+    assert opened["door"] == "front"
+    held = wait_until(lambda: _alerts(watcher, "door_held_open"), DEADLINE_S, "the held-open alert")[0]["alert"]
+    assert (held["door"], held["fact_ids"]) == ("front", [opened["event_id"]])
+
+    badge.stop()
+    again = service_factory(config, "badge")
+    wait_until(lambda: "door front is open, as last published" in again.output(), DEADLINE_S,
+               "the restarted service to see the door open")
+    sim.set_input(InputKind.DOOR_CONTACT, 0, False)
+    wait_until(lambda: _facts(watcher, "door_closed"), DEADLINE_S, "the door_closed fact")
+    assert len(_facts(watcher, "door_opened")) == 1
+    wait_until(lambda: [m for m in _alerts(watcher, "door_held_open") if m["alert"]["state"] == "resolved"],
+               DEADLINE_S, "the held-open alert resolved")
+    assert "door lab is closed" in badge.output() and "door_closed" not in json.dumps(_facts(watcher, "door_opened"))
+
+
+class InProcessBadge:
+    """BadgeService.run on a thread of the test process; what it raised is kept."""
+
+    def __init__(self, config: Path) -> None:
+        self.service = BadgeService(load_settings(config))
+        self.stop = threading.Event()
+        self.raised: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="badge-service")
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.service.run(self.stop)
+        except BaseException as err:
+            self.raised = err
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_a_database_failure_stops_the_service_and_the_unstored_door_fact_comes_after_the_restart(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        client_factory: Callable[[int], MqttClient], caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed input is counted, logged once, and the service goes on; a failing database stops it instead
+    of losing the fact it was storing, and the restarted service publishes the door it missed.
+
+    The service runs in the test process so that its own facts connection can be made to fail on demand:
+    `PRAGMA query_only` on it makes every write fail inside sqlite with SQLITE_READONLY, as on a filesystem
+    gone read-only. (As root, chmod cannot make the file unwritable.) Pty, controller and mosquitto are real.
+    """
+    caplog.set_level(logging.INFO)
+    pair, sim = controller
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    first = InProcessBadge(config)
+    try:
+        wait_until(lambda: _facts(watcher, "device_came_online"), DEADLINE_S, "the controller online")
+        for seq, state in ((200, 1), (201, 0)):  # an input kind the protocol does not have, twice
+            sim.write_raw(encode_frame(InputChanged(seq, 9, 0, state)))
+        wait_until(lambda: first.service.rejects.counts["unknown_input"] == 2, DEADLINE_S, "both bad inputs counted")
+        assert len([r for r in caplog.records if "unknown_input" in r.getMessage()]) == 1
+        wait_until(lambda: "door front is closed" in caplog.text and first.service.producer.pending() == 0,
+                   DEADLINE_S, "the first state report handled and every fact acknowledged")
+
+        first.service.producer.db.execute("PRAGMA query_only = 1")
+        sim.set_input(InputKind.DOOR_CONTACT, 0, True)
+        first.thread.join(DEADLINE_S)
+        assert not first.thread.is_alive(), "the service kept running on a failing database"
+        assert isinstance(first.raised, sqlite3.OperationalError)
+        critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(critical) == 1 and "its facts are NOT stored" in critical[0]
+        assert "controller ctl-1: InputChanged(seq=" in critical[0] and "kind=1, index=0, state=1" in critical[0]
+        assert _facts(watcher, "door_opened") == []
+    finally:
+        first.close()
+
+    again = InProcessBadge(config)  # what systemd does; the database works again
+    try:
+        opened = wait_until(lambda: _facts(watcher, "door_opened"), DEADLINE_S, "the missed door_opened fact")
+        assert [f["door"] for f in opened] == ["front"]
+    finally:
+        again.close()
+    assert again.raised is None
+
+
+def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, controller: tuple[SerialPair, SimulatedController],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient]) -> None:
+    """The badge service restarts; the controller does not. Commands of the new run must not be taken for
+    retries of the old run's commands (the controller acks a retry but does not carry it out again): the
+    status request must be answered and the next grant must unlock."""
+    pair, sim = controller
+    sim.start()
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    client_factory(mqtt_broker.port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
+                                                    json.dumps(_cardholders()), qos=1, retain=True).wait_for_publish(5)
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          badge=_badge_config(pair.link))
+    badge = service_factory(config, "badge")
+    wait_until(lambda: "cardholder list replaced" in badge.output(), DEADLINE_S, "the cardholder list")
+    sim.swipe(0, encode("H10301", 10, 100))
+    assert sim.wait_for_command(Unlock) is not None
+    wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the first grant")
+
+    badge.stop()
+    again = service_factory(config, "badge")
+    wait_until(lambda: "door front is closed, as last published" in again.output(), DEADLINE_S,
+               "the status report asked for by the new run")
+    sim.swipe(0, encode("H10301", 10, 100))
+    wait_until(lambda: len(_facts(watcher, "access_granted")) == 2, DEADLINE_S, "the second grant")
+    assert sim.wait_for_command(Unlock, after=1) is not None, "the grant after the restart did not unlock"
+
+
+def test_a_controller_that_rebooted_while_unplugged_has_its_first_swipe_delivered(
+        rig: Rig, serial_pty: Callable[[str], SerialPair]) -> None:
+    """The controller is unplugged and comes back rebooted (new boot id) with a swipe already queued. Opening
+    the port discards what it sent before (pyserial flushes the input), its boot HELLO included; its event
+    numbers start again and match ones the host remembers from the old boot. The host must not take the
+    swipe for a repeat: it neither acks nor delivers events until the controller has answered its
+    HOST_HELLO (with a HELLO)."""
+    rig.controller.swipe(0, encode("H10301", 10, 100))
+    rig.wait_fact("access_granted")
+    rig.controller.stop()
+    rig.pair.close()
+    rig.wait_fact("device_went_offline")
+    pair = serial_pty("ctl-1.plugging-in")  # not under the port's name yet: the service cannot open it
+    controller = SimulatedController(pair.master)
+    controller.states.update({(InputKind.DOOR_CONTACT, 0): 0, (InputKind.DOOR_CONTACT, 1): 0})
+    controller.swipe(0, encode("H10301", 10, 100))
+    controller.start()  # HELLO and the swipe go out now, before the service opens the port
+    try:
+        os.replace(pair.link, rig.pair.link)
+        pair.link = rig.pair.link
+        rig.wait_fact("device_came_online", count=2)
+        rig.wait_fact("access_granted", count=2)
+        assert controller.wait_for_command(Unlock) is not None
+    finally:
+        controller.stop()

@@ -21,6 +21,7 @@ from osdp import (
     PDCapabilities,
     PDInfo,
     PeripheralDevice,
+    StatusReportType,
 )
 
 from edge import topics
@@ -28,23 +29,32 @@ from edge.brokers import MosquittoBroker
 from edge.config import ConfigError, load_settings
 from firmware_bridge.osdp_bus import (
     CardPresented,
+    InputsReported,
     KeysPressed,
     LocalStatus,
     OsdpBus,
     OsdpEvent,
     ReaderSpec,
     ReaderStatus,
-    SerialChannel,
     provision_key,
 )
+from firmware_bridge.osdp_channel import SerialChannel
 from firmware_bridge.sim_controller import SerialPair
 from firmware_bridge.wiegand import encode
 
 KEY = bytes(range(16))
 WRONG_KEY = bytes(16)
 ADDRESS = 7
+INPUTS = 4
 CAPS = PDCapabilities([(Capability.CommunicationSecurity, 1, 1), (Capability.LEDControl, 1, 1),
-                       (Capability.AudibleControl, 1, 1), (Capability.OutputControl, 1, 1)])
+                       (Capability.AudibleControl, 1, 1), (Capability.OutputControl, 1, 1),
+                       (Capability.ContactStatusMonitoring, 1, INPUTS)])
+
+
+def input_report(*active: int) -> dict[str, Any]:
+    """The PD event for an input status report (osdp_ISTATR): every input, `active` ones set."""
+    report = bytes(int(i in active) for i in range(INPUTS))
+    return {"event": Event.Status, "type": StatusReportType.Input, "nr_entries": INPUTS, "report": report}
 
 
 class PtyChannel(Channel):
@@ -162,6 +172,12 @@ def test_card_keypad_and_status_arrive_and_feedback_reaches_the_reader(osdp_read
         assert events.wait(lambda e: isinstance(e, KeysPressed)) == KeysPressed("lobby", 5)
         reader.pd.submit_event({"event": Event.Status, "type": 2, "nr_entries": 2, "report": bytes([1, 0])})
         assert events.wait(lambda e: isinstance(e, LocalStatus)) == LocalStatus("lobby", True, False)
+        reader.pd.submit_event(input_report(0, 3))
+        inputs = events.wait(lambda e: isinstance(e, InputsReported))
+        assert inputs == InputsReported("lobby", (True, False, False, True))
+        # libosdp's ControlPanel also queues every event per reader: the bus takes them from there, or that
+        # queue would grow for as long as the service runs.
+        assert all(q.empty() for q in bus.cp.event_queue)
         assert bus.feedback(ADDRESS, True, unlock_output=0, unlock_ms=3000, led_ms=2000)
         got = [reader.commands.get(timeout=5) for _ in range(3)]
         assert sorted(c["command"] for c in got) == sorted([Command.LED, Command.Buzzer, Command.Output])
@@ -235,6 +251,29 @@ badge:
     text = str(err.value)
     assert "badge.osdp.bus-1.readers.lobby.enforce_secure" in text and "plaintext" in text
     assert "badge.osdp.bus-1.readers.side.key_file" in text
+
+
+@pytest.mark.parametrize(("inputs", "key", "says"), [
+    ("contact_input: 1, rex_input: 1", "rex_input", "already the door contact"),
+    ("contact_input: -1", "contact_input", "greater than or equal to 0"),
+    ("rex_input: front", "rex_input", "valid integer"),
+])
+def test_config_names_the_reader_input_that_is_wrong(tmp_path: Path, inputs: str, key: str, says: str) -> None:
+    key_file = tmp_path / "lobby.key"
+    key_file.write_text(KEY.hex())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""site: {{id: s}}
+badge:
+  osdp:
+    bus-1:
+      port: /dev/ttyUSB0
+      readers:
+        lobby: {{address: 1, door: front, key_file: {key_file}, {inputs}}}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    text = str(err.value)
+    assert f"badge.osdp.bus-1.readers.lobby.{key}" in text and says in text
 
 
 def test_wrong_key_raises_a_reader_offline_alert(tmp_path: Path, osdp_reader: Callable[..., Any],

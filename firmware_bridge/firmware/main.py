@@ -100,6 +100,7 @@ class Controller:
         self.queue = []            # (seq, wire bytes) of events waiting for the host's ack
         self.last_sent = 0
         self.seen = []             # recent host command sequence numbers (retries are acked, not redone)
+        self.host_session = None   # the seen numbers belong to this host session (HOST_HELLO)
         self.readers = [WiegandPort(r["d0"], r["d1"]) for r in PINS["readers"]]
         self.leds = [machine.Pin(r["led"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
         self.buzzers = [machine.Pin(r["buzzer"], machine.Pin.OUT, value=0) for r in PINS["readers"]]
@@ -139,6 +140,17 @@ class Controller:
             if self.queue and payload and self.queue[0][0] == payload[0]:
                 self.queue.pop(0)
                 self.last_sent = utime.ticks_add(now, -RETRY_MS)  # send the next event at once
+            return
+        if ftype == frames.HOST_HELLO and len(payload) == 4:
+            # Carried out every time (the same session again changes nothing): numbers of an earlier session
+            # are not retries of this one's.
+            session = payload[0] << 24 | payload[1] << 16 | payload[2] << 8 | payload[3]
+            if session != self.host_session:
+                self.host_session = session
+                self.seen = []
+            # Who we are first (the host's open discarded the HELLO sent at boot), then the ack.
+            self.send(frames.hello(self.next_seq(), self.boot_id, len(self.inputs), FW_VERSION))
+            self.send(frames.ack(self.next_seq(), seq))
             return
         known = (frames.UNLOCK, frames.LED, frames.BUZZER, frames.STATUS_REQUEST)
         if ftype not in known:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -21,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from edge.events import utcnow
 from kiosk.crypto import FieldCipher
 from kiosk.desk import Storage
-from kiosk.store import iso
+from kiosk.store import iso, record_audit, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +56,6 @@ class UserError(ValueError):
     """A staff account command that cannot be done (exists, unknown role, weak password)."""
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class StaffAuth:
     """Accounts and sessions in the kiosk's database."""
 
@@ -89,8 +84,7 @@ class StaffAuth:
                             "VALUES (?, ?, ?, ?, ?)",
                             [username, role, _hasher.hash(password),
                              self.cipher.seal("staff_users", "totp", username, secret), iso(self.clock())])
-            self.db.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?, 'admin-cli', 'add_user', ?)",
-                            [iso(self.clock()), f"{username} ({role})"])
+            record_audit(self.db, self.clock(), "admin-cli", "add_user", detail=f"{username} ({role})")
         return secret
 
     def users(self) -> list[tuple[str, str, bool]]:
@@ -141,9 +135,8 @@ class StaffAuth:
                 return False
             self.db.execute("UPDATE staff_users SET last_totp_step = ? WHERE username = ?", [step, session.username])
             self.db.execute("UPDATE staff_sessions SET stage = 'full', expires_at = ? WHERE token_hash = ?",
-                            [iso(self.clock() + timedelta(hours=self.session_hours)), _hash(token)])
-            self.db.execute("INSERT INTO audit (at, actor, action) VALUES (?, ?, 'login')",
-                            [iso(self.clock()), session.username])
+                            [iso(self.clock() + timedelta(hours=self.session_hours)), token_hash(token)])
+            record_audit(self.db, self.clock(), session.username, "login")
         return True
 
     def _new_session(self, username: str, stage: str, lifetime: timedelta) -> str:
@@ -153,7 +146,8 @@ class StaffAuth:
             self.db.execute("DELETE FROM staff_sessions WHERE expires_at < ?", [iso(now)])
             self.db.execute("INSERT INTO staff_sessions (token_hash, username, stage, csrf, created_at, expires_at) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
-                            [_hash(token), username, stage, secrets.token_urlsafe(24), iso(now), iso(now + lifetime)])
+                            [token_hash(token), username, stage, secrets.token_urlsafe(24), iso(now),
+                             iso(now + lifetime)])
         return token
 
     def session(self, token: str | None) -> StaffSession | None:
@@ -163,18 +157,18 @@ class StaffAuth:
         with self.producer.lock:
             row = self.db.execute(
                 "SELECT s.username, u.role, s.stage, s.csrf FROM staff_sessions s JOIN staff_users u USING (username) "
-                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0", [_hash(token), iso(self.clock())]
+                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0", [token_hash(token), iso(self.clock())]
             ).fetchone()
         return StaffSession(row[0], row[1], row[2], row[3]) if row else None
 
     def logout(self, token: str) -> None:
         """End a session."""
         with self.producer.atomic():
-            row = self.db.execute("SELECT username FROM staff_sessions WHERE token_hash = ?", [_hash(token)]).fetchone()
-            self.db.execute("DELETE FROM staff_sessions WHERE token_hash = ?", [_hash(token)])
+            hashed = token_hash(token)
+            row = self.db.execute("SELECT username FROM staff_sessions WHERE token_hash = ?", [hashed]).fetchone()
+            self.db.execute("DELETE FROM staff_sessions WHERE token_hash = ?", [hashed])
             if row:
-                self.db.execute("INSERT INTO audit (at, actor, action) VALUES (?, ?, 'logout')",
-                                [iso(self.clock()), row[0]])
+                record_audit(self.db, self.clock(), row[0], "logout")
 
     # -- API tokens ---------------------------------------------------------------------------------------------
     def create_api_token(self, name: str) -> str:
@@ -184,9 +178,8 @@ class StaffAuth:
             if self.db.execute("SELECT 1 FROM api_tokens WHERE name = ?", [name]).fetchone():
                 raise UserError(f"a token named {name!r} exists already; revoke it first")
             self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)",
-                            [_hash(token), name, iso(self.clock())])
-            self.db.execute("INSERT INTO audit (at, actor, action, detail) VALUES (?, 'admin-cli', 'api_token', ?)",
-                            [iso(self.clock()), f"created {name}"])
+                            [token_hash(token), name, iso(self.clock())])
+            record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"created {name}")
         return token
 
     def revoke_api_token(self, name: str) -> bool:
@@ -198,7 +191,7 @@ class StaffAuth:
     def api_client(self, token: str) -> str | None:
         """The name of the API client holding this token."""
         with self.producer.lock:
-            row = self.db.execute("SELECT name FROM api_tokens WHERE token_hash = ?", [_hash(token)]).fetchone()
+            row = self.db.execute("SELECT name FROM api_tokens WHERE token_hash = ?", [token_hash(token)]).fetchone()
         return row[0] if row else None
 
 

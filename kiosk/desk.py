@@ -7,7 +7,6 @@ Personal data is sealed per field (`crypto.FieldCipher`); the audit log never ho
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import threading
@@ -31,7 +30,7 @@ from edge.events import (
 from edge.ids import new_id
 from kiosk.crypto import FieldCipher
 from kiosk.forms import VisitorDetails
-from kiosk.store import SEALED_VISIT_COLUMNS, iso, parse_iso
+from kiosk.store import SEALED_VISIT_COLUMNS, iso, parse_iso, record_audit, token_hash
 from kiosk.text import BADGE_CODE_LEN, INVITE_CODE_LEN, clean_code, new_code, normalize_name
 from kiosk.watchlist import Watchlist
 
@@ -107,10 +106,6 @@ class VisitNotFound(LookupError):
     """No visit fits (wrong code, expired flow, wrong state)."""
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Desk:
     """Visits, their state changes and the facts and audit entries those cause."""
 
@@ -142,8 +137,7 @@ class Desk:
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def _audit(self, actor: str, action: str, visit_id: str | None = None, detail: str = "") -> None:
-        self.db.execute("INSERT INTO audit (at, actor, action, visit_id, detail) VALUES (?, ?, ?, ?, ?)",
-                        [iso(self.clock()), actor, action, visit_id, detail])
+        record_audit(self.db, self.clock(), actor, action, visit_id, detail)
 
     def _seal_details(self, visit_id: str, details: VisitorDetails) -> dict[str, Any]:
         seal = self.cipher.seal
@@ -225,7 +219,7 @@ class Desk:
     def _flow(self, visit_id: str) -> str:
         token = secrets.token_urlsafe(24)
         self.db.execute("UPDATE visits SET flow_hash = ?, flow_expires_at = ? WHERE id = ?",
-                        [_hash(token), iso(self.clock() + timedelta(minutes=FLOW_MINUTES)), visit_id])
+                        [token_hash(token), iso(self.clock() + timedelta(minutes=FLOW_MINUTES)), visit_id])
         return token
 
     # -- check-in ----------------------------------------------------------------------------------------------
@@ -285,7 +279,7 @@ class Desk:
     def flow_visit(self, token: str, states: tuple[str, ...] = ("in_progress",)) -> Visit:
         """The visit a check-in flow token belongs to, while the token is valid."""
         rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE flow_hash = ? AND flow_expires_at > ?",
-                          [_hash(token), iso(self.clock())])
+                          [token_hash(token), iso(self.clock())])
         if not rows or rows[0]["state"] not in states:
             raise VisitNotFound("flow")
         return self._open(rows[0])
@@ -315,7 +309,7 @@ class Desk:
         visit = self.flow_visit(token)
         if self.needs_rules(visit):
             raise VisitNotFound("house rules not signed")
-        return self._check_in(visit, photo_jpeg, by="kiosk", flow_hash=_hash(token))
+        return self._check_in(visit, photo_jpeg, by="kiosk", flow_hash=token_hash(token))
 
     def _check_in(self, visit: Visit, photo_jpeg: bytes | None, by: Literal["kiosk", "reception"],
                   flow_hash: str | None = None) -> Visit:

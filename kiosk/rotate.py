@@ -8,7 +8,7 @@ from edge.config import Settings
 from edge.events import utcnow
 from kiosk.crypto import FieldCipher, load_keyring, write_keyring
 from kiosk.desk import Desk, Storage
-from kiosk.store import SEALED_VISIT_COLUMNS, iso
+from kiosk.store import SEALED_VISIT_COLUMNS, record_audit
 from kiosk.text import normalize_name
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,8 @@ def rotate(settings: Settings, storage: Storage) -> int:
                        [new.seal("staff_users", "totp", username,
                                  new.open_bytes("staff_users", "totp", username, blob)), username])
             count += 1
-        db.execute("INSERT INTO audit (at, actor, action, detail) "
-                   "VALUES (?, 'admin-cli', 'rotate_key', ?)",
-                   [iso(utcnow()), f"{count} values re-encrypted under key {ring.current}"])
+        record_audit(db, utcnow(), "admin-cli", "rotate_key",
+                     detail=f"{count} values re-encrypted under key {ring.current}")
     write_keyring(path, ring.only_current())
     logger.info("kiosk key rotated to %s (%d values)", ring.current, count)
     return count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import sqlite_utils
@@ -106,3 +107,15 @@ def iso(moment: datetime) -> str:
 def parse_iso(text: str | None) -> datetime | None:
     """The reverse of `iso`."""
     return None if text is None else datetime.fromisoformat(text)
+
+
+def record_audit(db: sqlite_utils.Database, at: datetime, actor: str, action: str, visit_id: str | None = None,
+                 detail: str = "") -> None:
+    """One audit entry (inside the caller's transaction). `detail` never holds personal data."""
+    db.execute("INSERT INTO audit (at, actor, action, visit_id, detail) VALUES (?, ?, ?, ?, ?)",
+               [iso(at), actor, action, visit_id, detail])
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a secret token (flow, session, API): its SHA-256, never the token."""
+    return hashlib.sha256(token.encode()).hexdigest()

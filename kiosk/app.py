@@ -106,6 +106,13 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     def msg(request: Request, key: str, **args: object) -> str:
         return pages.gettext(pages.lang(request), MSG[key], args or None)
 
+    def csrf_refusal(request: Request, form: FormData) -> str | None:
+        """None when the form's CSRF token matches its cookie; else the refusal, counted, in the visitor's words."""
+        if pages.csrf_ok(request, form.get(CSRF_FIELD)):
+            return None
+        counters.refuse("csrf", request)
+        return msg(request, "csrf")
+
     def error_texts(request: Request, errors: FormErrors) -> tuple[dict[str, str], list[str]]:
         lang = pages.lang(request)
         fields = {k: pages.gettext(lang, m, a or None) for k, (m, a) in errors.fields.items()}
@@ -152,8 +159,7 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         form = await read_form(request)
         values = {k: v for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}
         shown = {k: v[:200] for k, v in values.items() if k in VISITOR_FIELDS}
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
+        if csrf_refusal(request, form) is not None:
             return checkin_page(request, shown, FormErrors({}, [(MSG["csrf"], {})]), status=403)
         client = f"checkin:{client_of(request)}"
         if checkin_limit.blocked(client):
@@ -214,9 +220,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         if visit is None:
             return expired(request)
         form = await read_form(request)
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return rules_page(request, token, visit, msg(request, "csrf"), 403)
+        if (refused := csrf_refusal(request, form)) is not None:
+            return rules_page(request, token, visit, refused, 403)
         extra = unknown_fields(form, {"signature", "accept", CSRF_FIELD})
         if extra:
             counters.refuse("unknown_fields", request)
@@ -248,9 +253,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         if visit is None:
             return expired(request)
         form = await read_form(request)
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return pages.render(request, "photo.html", status=403, token=token, error=msg(request, "csrf"))
+        if (refused := csrf_refusal(request, form)) is not None:
+            return pages.render(request, "photo.html", status=403, token=token, error=refused)
         if unknown_fields(form, {"photo", "skip", CSRF_FIELD}):
             counters.refuse("unknown_fields", request)
             return pages.render(request, "photo.html", status=400, token=token,
@@ -301,9 +305,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     async def invite_lookup(request: Request) -> Response:
         form = await read_form(request)
         code = str(form.get("code", ""))[:40]
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return invite_page(request, msg(request, "csrf"), 403, code)
+        if (refused := csrf_refusal(request, form)) is not None:
+            return invite_page(request, refused, 403, code)
         return pages.redirect(f"/invite/{code.strip() or '-'}")
 
     @app.get("/invite/{code}", include_in_schema=False)
@@ -325,9 +328,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     @app.post("/invite/{code}", include_in_schema=False)
     async def invite_start(request: Request, code: str) -> Response:
         form = await read_form(request)
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return invite_page(request, msg(request, "csrf"), 403, code[:40])
+        if (refused := csrf_refusal(request, form)) is not None:
+            return invite_page(request, refused, 403, code[:40])
         try:
             started = await run_in_threadpool(desk.start_invited, code, pages.lang(request))
         except VisitNotFound:
@@ -347,9 +349,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     @app.post("/checkout", include_in_schema=False)
     async def checkout_submit(request: Request) -> Response:
         form = await read_form(request)
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return checkout_page(request, msg(request, "csrf"), 403)
+        if (refused := csrf_refusal(request, form)) is not None:
+            return checkout_page(request, refused, 403)
         client = f"checkout:{client_of(request)}"
         if checkin_limit.blocked(client):
             counters.refuse("rate_limited", request)
@@ -397,9 +398,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     @app.post("/staff/login", include_in_schema=False)
     async def login_submit(request: Request) -> Response:
         form = await read_form(request)
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return login_page(request, msg(request, "csrf"), 403)
+        if (refused := csrf_refusal(request, form)) is not None:
+            return login_page(request, refused, 403)
         username = str(form.get("username", ""))[:64].strip()
         keys = (f"login-user:{username.casefold()}", f"login-client:{client_of(request)}")
         if login_limit.blocked(*keys):
@@ -430,9 +430,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         nxt = safe_next(str(form.get("next", "/staff")))
         if session is None:
             return pages.redirect("/staff/login")
-        if not pages.csrf_ok(request, form.get(CSRF_FIELD)):
-            counters.refuse("csrf", request)
-            return pages.render(request, "staff_totp.html", status=403, error=msg(request, "csrf"), next=nxt)
+        if (refused := csrf_refusal(request, form)) is not None:
+            return pages.render(request, "staff_totp.html", status=403, error=refused, next=nxt)
         keys = (f"login-user:{session.username.casefold()}", f"login-client:{client_of(request)}")
         if login_limit.blocked(*keys):
             counters.refuse("rate_limited", request, f"code for {session.username}")

@@ -310,6 +310,13 @@ class BadgeSettings(Section):
                 if door in owners:
                     raise ValueError(f"door {door!r} is on both {owners[door]} and controllers.{cid}")
                 owners[door] = f"controllers.{cid}"
+        for bid, bus in self.osdp.items():
+            for rid, reader in bus.readers.items():
+                where = f"osdp.{bid}.readers.{rid}"
+                if reader.door in owners:
+                    raise ValueError(f"door {reader.door!r} is on both {owners[reader.door]} and {where} "
+                                     "(one reader per door: its contact and lock would be driven twice)")
+                owners[reader.door] = where
         return self
 
 

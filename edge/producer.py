@@ -40,6 +40,7 @@ class FactProducer:
         # Held around every use of `db`: a service that keeps its own tables here takes it too (re-entrant).
         self.lock = threading.RLock()
         self._stop = threading.Event()
+        self.reap_errors = 0
         self._reaper = threading.Thread(target=self._reap_loop, name=f"{service}-reaper", daemon=True)
 
     def start(self) -> None:
@@ -77,11 +78,28 @@ class FactProducer:
             return self.publisher.pending()
 
     def _reap_loop(self) -> None:
-        """Delete what the broker acknowledged, and hand over what waits (leftovers, or beyond paho's ids)."""
+        """Delete what the broker acknowledged, and hand over what waits (leftovers, or beyond paho's ids).
+
+        A database error (disk full, locked file) is logged once per run of failures and retried each round:
+        the thread must outlive it, or acknowledged facts would pile up and leftovers never go out.
+        """
+        failed = 0
         while True:
-            with self.lock:
-                self.publisher.reap()
-                self.publisher.flush()
+            try:
+                with self.lock:
+                    self.publisher.reap()
+                    self.publisher.flush()
+            except Exception:
+                self.reap_errors += 1
+                if not failed:
+                    logger.exception("%s: clearing acknowledged facts failed; retrying every %.1f s",
+                                     self.service, REAP_INTERVAL_S)
+                failed += 1
+            else:
+                if failed:
+                    logger.info("%s: clearing acknowledged facts works again after %d failed rounds",
+                                self.service, failed)
+                failed = 0
             if self._stop.wait(REAP_INTERVAL_S):
                 return
 

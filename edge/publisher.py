@@ -50,6 +50,7 @@ class DurablePublisher:
         self.max_outstanding = max_outstanding
         self._last_sent_id = 0
         self._mid_to_row: dict[int, int] = {}
+        self._acked_rows: list[int] = []
         self._lock = threading.Lock()
 
     def enqueue(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
@@ -103,15 +104,22 @@ class DurablePublisher:
         return self.release(mids)
 
     def release(self, mids: list[int]) -> int:
-        """Delete the rows of these acknowledged message ids (others are not ours); returns how many."""
-        done = []
+        """Delete the rows of these acknowledged message ids (others are not ours); returns how many.
+
+        The ids become row ids at once (paho reuses a message id as soon as it was acknowledged). When the
+        delete fails, the row ids wait for the next call, so a database error never strands an acknowledged
+        row until a restart sends it again.
+        """
         with self._lock:
             for mid in mids:
                 row_id = self._mid_to_row.pop(mid, None)
                 if row_id is not None:
-                    done.append(row_id)
+                    self._acked_rows.append(row_id)
+            done = list(self._acked_rows)
         if done:
             self._delete(done)
+            with self._lock:
+                del self._acked_rows[:len(done)]
         return len(done)
 
     def pending(self) -> int:

@@ -253,6 +253,26 @@ badge:
     assert "badge.osdp.bus-1.readers.side.key_file" in text
 
 
+def test_config_refuses_a_door_driven_by_a_controller_and_an_osdp_reader(tmp_path: Path) -> None:
+    key = tmp_path / "lobby.key"
+    key.write_text(KEY.hex())
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""site: {{id: s}}
+badge:
+  controllers:
+    ctl-1: {{port: /dev/ttyACM0, doors: {{front: {{reader: 0}}}}}}
+  osdp:
+    bus-1:
+      port: /dev/ttyUSB0
+      readers:
+        lobby: {{address: 1, door: front, key_file: {key}}}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    text = str(err.value)
+    assert "door 'front' is on both controllers.ctl-1 and osdp.bus-1.readers.lobby" in text and "badge" in text
+
+
 @pytest.mark.parametrize(("inputs", "key", "says"), [
     ("contact_input: 1, rex_input: 1", "rex_input", "already the door contact"),
     ("contact_input: -1", "contact_input", "greater than or equal to 0"),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import SITE, wait_until, write_config
 
 from edge import topics
@@ -11,6 +14,7 @@ from edge.brokers import MosquittoBroker, free_port
 from edge.config import load_settings
 from edge.events import DoorOpened
 from edge.producer import FactProducer
+from edge.store import database_path
 
 
 def test_facts_published_while_the_broker_is_down_survive_a_crash(tmp_path: Path, client_factory) -> None:
@@ -55,3 +59,36 @@ def test_producer_announces_its_availability(tmp_path: Path, mqtt_broker, client
     late.subscribe(topics.status_topic(SITE, "badge"))
     retained = wait_until(lambda: late.messages, 10, "the retained availability")
     assert (retained[0].payload, bool(retained[0].retain)) == (b"offline", True)
+
+
+def test_a_database_error_while_clearing_acks_is_logged_once_and_nothing_is_stranded(
+        tmp_path: Path, client_factory, caplog: pytest.LogCaptureFixture) -> None:
+    """Another connection holds the write lock (a real sqlite "database is locked"), then lets go."""
+    port = free_port()
+    settings = load_settings(write_config(tmp_path / "config.yaml", tmp_path / "data", port, None))
+    producer = FactProducer(settings, "badge")
+    producer.db.conn.execute("PRAGMA busy_timeout=50")
+    facts = [DoorOpened(site=SITE, source="badge/ctl-1", door=f"d{i}") for i in range(20)]
+    producer.publish(*facts)
+    broker = MosquittoBroker(tmp_path / "broker", port=port)
+    blocker = sqlite3.connect(database_path(settings.data_dir, "badge"), isolation_level=None)
+    try:
+        watcher = client_factory(port)
+        watcher.subscribe(topics.facts_filter(SITE))
+        with caplog.at_level(logging.INFO, logger="edge.producer"):
+            blocker.execute("BEGIN IMMEDIATE")
+            producer.start()
+            got = wait_until(lambda: len(watcher.payloads()) >= 20 and watcher.payloads(), 15, "the 20 facts")
+            wait_until(lambda: producer.reap_errors >= 5, 10, "several failed rounds")
+            assert producer._reaper.is_alive()
+            blocker.execute("ROLLBACK")
+            wait_until(lambda: producer.pending() == 0, 10, "the acknowledged rows to leave the store")
+        failed = [r for r in caplog.records if "clearing acknowledged facts failed" in r.getMessage()]
+        again = [r for r in caplog.records if "works again" in r.getMessage()]
+        assert len(failed) == 1 and "database is locked" in (failed[0].exc_text or "")
+        assert len(again) == 1
+        assert sorted(p["event_id"] for p in got) == sorted(f.event_id for f in facts)
+        producer.stop()
+    finally:
+        blocker.close()
+        broker.stop()

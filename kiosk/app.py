@@ -28,6 +28,7 @@ from kiosk.auth import RateLimiter, StaffAuth, StaffSession
 from kiosk.desk import Desk, Visit, VisitNotFound
 from kiosk.forms import MSG, N_, FormErrors, check_visitor, data_url, unknown_fields
 from kiosk.i18n import LANGUAGES
+from kiosk.rows import RowCache
 from kiosk.text import QR_PREFIX
 from kiosk.web import CSRF_FIELD, LANG_COOKIE, SECURITY_HEADERS, STAFF_COOKIE, Pages, safe_next, svg
 
@@ -459,17 +460,22 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         host = hosts.get(host_id)
         return host.name if host else host_id
 
+    rows = RowCache(pages.envs, tz, hostname)
+
     @app.get("/staff", include_in_schema=False)
     async def console(request: Request) -> Response:
         session = need(request, "view")
         if isinstance(session, Response):
             return session
-        on_site = await run_in_threadpool(desk.on_site)
-        expected = await run_in_threadpool(desk.expected_today)
+        on_site, expected = await run_in_threadpool(lambda: (desk.on_site(), desk.expected_today()))
         now = utcnow()
         overdue = [v for v in on_site if v.state == "on_site" and v.expected_end and v.expected_end < now]
-        return pages.render(request, "staff_console.html", session=session, on_site=on_site, expected=expected,
-                            overdue=overdue, hostname=hostname, now=now, notice=request.query_params.get("done"))
+        lang, manage = pages.lang(request), session.may("manage_visits")
+        return pages.render(request, "staff_console.html", session=session, now=now, lang=lang,
+                            on_site=rows.rows(lang, "on_site", on_site, manage, now),
+                            overdue=rows.rows(lang, "on_site", overdue, manage, now),
+                            expected=rows.rows(lang, "expected", expected, manage, now),
+                            notice=request.query_params.get("done"))
 
     @app.post("/staff/visits/{visit_id}/{action}", include_in_schema=False)
     async def visit_action(request: Request, visit_id: str, action: str) -> Response:

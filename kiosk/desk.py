@@ -123,6 +123,7 @@ class Desk:
         self.source = f"{SERVICE_NAME}/{self.kiosk.device_id}"
         self._opened: OrderedDict[tuple[Any, ...], tuple[str | None, ...]] = OrderedDict()
         self._opened_lock = threading.Lock()
+        self._listings: dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], list[Visit]]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------
     @contextmanager
@@ -135,6 +136,23 @@ class Desk:
             cur = self.db.execute(sql, params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def _listing(self, sql: str, params: tuple[Any, ...] = ()) -> list[Visit]:
+        """The visits of a console list, opened; kept until the database changes.
+
+        The console asks for the same lists on every reload. `PRAGMA data_version` moves when another
+        connection commits (an admin command, a second process) and `total_changes` when this one writes.
+        """
+        with self.producer.lock:
+            version = (self.db.execute("PRAGMA data_version").fetchone()[0], self.db.conn.total_changes)
+            kept = self._listings.get((sql, params))
+            if kept is not None and kept[0] == version:
+                return list(kept[1])
+            visits = [self._open(r) for r in self._rows(sql, params)]
+            if len(self._listings) > 16:  # a new day's expected_today is a new key
+                self._listings.clear()
+            self._listings[(sql, params)] = (version, visits)
+            return list(visits)
 
     def _audit(self, actor: str, action: str, visit_id: str | None = None, detail: str = "") -> None:
         record_audit(self.db, self.clock(), actor, action, visit_id, detail)
@@ -424,17 +442,15 @@ class Desk:
 
     def on_site(self) -> list[Visit]:
         """Everyone checked in and not out, and those held at the kiosk, by check-in time."""
-        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state IN ('on_site', 'held') "
-                          "ORDER BY checked_in_at, created_at")
-        return [self._open(r) for r in rows]
+        return self._listing(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state IN ('on_site', 'held') "
+                             "ORDER BY checked_in_at, created_at")
 
     def expected_today(self) -> list[Visit]:
         """Pre-registered visits expected today that have not arrived."""
         start, end = self.local_day()
-        rows = self._rows(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state = 'expected' AND expected_start < ? AND "
-                          "(expected_end >= ? OR expected_start >= ?) ORDER BY expected_start",
-                          [iso(end), iso(start), iso(start)])
-        return [self._open(r) for r in rows]
+        return self._listing(f"SELECT {VISIT_COLUMNS} FROM visits WHERE state = 'expected' AND expected_start < ? "
+                             "AND (expected_end >= ? OR expected_start >= ?) ORDER BY expected_start",
+                             (iso(end), iso(start), iso(start)))
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest audit entries."""

@@ -164,3 +164,34 @@ def test_totp_codes_are_refused_when_replayed(tmp_path):
     second = auth.check_password("anna", "correct horse battery")
     assert not auth.check_totp(second, code), "a replayed TOTP code was accepted"
     assert auth.session(second).stage == "password"
+
+
+def test_console_lists_follow_changes_from_this_and_other_connections(tmp_path):
+    """The desk keeps its console lists between reloads; a write here or by another process must show."""
+    from datetime import timedelta
+
+    from edge.config import Settings
+    from edge.events import utcnow
+    from kiosk.desk import Desk
+    from kiosk.forms import VisitorDetails
+    from kiosk.service import OfflineStorage
+
+    settings = Settings(site={"id": "t"}, data_dir=tmp_path,
+                        kiosk={"hosts": {"anna": {"name": "Anna de Vries"}}})
+    cipher = FieldCipher(Keyring.generate())
+    console = Desk(settings, OfflineStorage(settings), cipher)
+    admin = Desk(settings, OfflineStorage(settings), cipher)  # another connection, as an admin command has
+    now = utcnow()
+
+    def visitor(name: str) -> VisitorDetails:
+        return VisitorDetails(name, "Acme", "anna", "meeting", None, None)
+
+    assert console.expected_today() == []
+    ours = console.pre_register(visitor("Bea Ours"), now, now + timedelta(hours=1), "test")
+    assert [v.name for v in console.expected_today()] == ["Bea Ours"]
+    theirs = admin.pre_register(visitor("Cas Theirs"), now + timedelta(minutes=1), now + timedelta(hours=1), "test")
+    assert [v.name for v in console.expected_today()] == ["Bea Ours", "Cas Theirs"]
+    admin.cancel(ours.id, "test")
+    assert [v.id for v in console.expected_today()] == [theirs.id]
+    console.cancel(theirs.id, "test")
+    assert console.expected_today() == [] and admin.expected_today() == []

@@ -511,6 +511,23 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
         await run_in_threadpool(desk.audit, session.username, "print_badge", visit_id)
         return pages.render(request, "badge.html", token=None, session=session, **badge_context(visit))
 
+    @app.get("/staff/visits/{visit_id}/invite", include_in_schema=False)
+    async def staff_invite(request: Request, visit_id: str) -> Response:
+        """A printable invite: its QR code holds the invite code the way the kiosk's invite field takes it."""
+        session = need(request, "manage_visits")
+        if isinstance(session, Response):
+            return session
+        try:
+            visit = await run_in_threadpool(desk.get, visit_id)
+        except VisitNotFound:
+            raise StarletteHTTPException(404) from None
+        if visit.state != "expected" or not visit.invite_code:
+            raise StarletteHTTPException(404)
+        host = hosts.get(visit.host_id)
+        qr = segno.make(f"{QR_PREFIX}{visit.invite_code}", error="m")
+        return pages.render(request, "staff_invite.html", session=session, visit=visit,
+                            host_name=host.name if host else visit.host_id, qr=svg(qr.svg_inline(scale=5, border=2)))
+
     @app.get("/staff/evacuation", include_in_schema=False)
     async def evacuation(request: Request) -> Response:
         session = need(request, "view")

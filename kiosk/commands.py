@@ -146,6 +146,9 @@ def erase(ctx: click.Context, name: str, actor: str) -> None:
     settings = _settings(ctx)
     storage, cipher = _open(settings)
     count = Desk(settings, storage, cipher).erase_person(name, actor)
+    if not count:
+        raise click.ClickException(f"no visits found for {name!r} (the name is matched ignoring case, accents and "
+                                   "spacing; the request is in the audit log)")
     click.echo(f"{count} visit(s) erased")
 
 

@@ -272,6 +272,12 @@ def test_reception_checks_out_pre_registers_and_imports_with_an_audit_trail(kios
     r = kiosk_site.client.post("/staff/expected", data={"csrf": csrf, "name": "Piet Planned", "host_id": "ravi",
                                                         "start": f"{today} 23:00"})
     assert r.status_code == 200 and "Visit registered for Piet Planned" in r.text
+    invite = kiosk_site.client.get(re.search(r'id="created-invite" href="([^"]+)"', r.text).group(1))
+    code = re.search(r'id="invite-code">([A-Z0-9]+)<', invite.text).group(1)
+    assert invite.status_code == 200 and "<svg" in invite.text and "Piet Planned" in invite.text
+    # A scanner at the kiosk's invite field types the QR code's text: the prefix and the code.
+    r = kiosk_site.client.post("/invite", data={"csrf": kiosk_site.csrf("/invite"), "code": f"SW:{code}"})
+    assert r.status_code == 200 and "invite-confirm" in r.text and "Piet Planned" in r.text
     bad_csv = f"name,host_id,start\nGood Row,anna,{today} 23:00\nBad Row,nobody,{today} 23:00\n"
     r = kiosk_site.client.post("/staff/expected/import", data={"csrf": csrf},
                                files={"file": ("v.csv", bad_csv.encode(), "text/csv")})
@@ -342,6 +348,28 @@ def test_a_thousand_stored_names_are_not_in_the_database_file(kiosk_site):
     assert not found, f"{len(found)} names readable in the database file, e.g. {found[:3]}"
     stored = {v.name for v in kiosk_site.desk.expected_today()}
     assert set(names) <= stored, "the names were not stored (or do not open again)"
+
+
+def test_erase_command_while_the_kiosk_runs_removes_the_person_from_the_console(kiosk_site):
+    """The admin command writes through its own connection; the running console must not keep showing them."""
+    from click.testing import CliRunner
+
+    from edge.cli import cli
+
+    walk_in(kiosk_site, name="Erik Erase", email="erik@example.invalid")
+    walk_in(kiosk_site, name="Kees Keep")
+    staff_login(kiosk_site, "anna", "reception")
+    assert "Erik Erase" in kiosk_site.client.get("/staff").text
+    runner = CliRunner()
+    args = ["--config", str(kiosk_site.config), "kiosk", "erase", "--name", "ERIK  érase", "--by", "dpo 2026-7"]
+    result = runner.invoke(cli, args, obj={})
+    assert result.exit_code == 0 and "1 visit(s) erased" in result.output, result.output
+    page = kiosk_site.client.get("/staff").text
+    assert "Erik Erase" not in page and "Kees Keep" in page
+    again = runner.invoke(cli, args, obj={})
+    assert again.exit_code == 1 and "no visits found for 'ERIK  érase'" in again.output
+    entries = query(kiosk_site.db_path, "SELECT actor, detail FROM audit WHERE action = 'erase_person'")
+    assert entries == [("dpo 2026-7", "1 visits erased"), ("dpo 2026-7", "0 visits erased")]
 
 
 def test_key_rotation_reencrypts_everything_and_keeps_it_readable(tmp_path, mqtt_broker):

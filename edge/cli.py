@@ -22,7 +22,7 @@ from edge.alerts import Alert, AlertMessage
 from edge.bus import Bus, Inbound
 from edge.config import ConfigError, Settings, load_settings
 from edge.ids import new_id
-from edge.services import discover
+from edge.services import discover, discover_commands
 from edge.store import StoreError, database_path
 
 logger = logging.getLogger(__name__)
@@ -334,6 +334,9 @@ def _add_service_commands() -> None:
     for name, spec in discover().items():
         if spec.commands is not None and name not in cli.commands:
             cli.add_command(spec.commands, name)
+    for name, group in discover_commands().items():
+        if name not in cli.commands:
+            cli.add_command(group, name)
 
 
 _add_service_commands()

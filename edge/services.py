@@ -15,6 +15,7 @@ from edge.config import Settings
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sitewarden.services"
+COMMANDS_GROUP = "sitewarden.commands"  # top-level command groups a package adds, e.g. `sitewarden models`
 
 RunFunction = Callable[[Settings, threading.Event], None]
 
@@ -44,4 +45,15 @@ def discover() -> dict[str, ServiceSpec]:
             logger.error("entry point %s (%s) is not a ServiceSpec", ep.name, ep.value)
             continue
         found[ep.name] = spec
+    return dict(sorted(found.items()))
+
+
+def discover_commands() -> dict[str, Any]:
+    """Top-level click groups that installed packages add to the CLI, by name."""
+    found: dict[str, Any] = {}
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception:  # as for services: a broken plug-in must not take the CLI down
+            logger.exception("command group %s (%s) failed to load", ep.name, ep.value)
     return dict(sorted(found.items()))

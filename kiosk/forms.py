@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kiosk.text import single_line
 
@@ -119,3 +122,37 @@ def data_url(value: str, mime: str, limit: int) -> bytes | None:
         return None
     magic = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}[mime]
     return data if data.startswith(magic) else None
+
+
+CSV_COLUMNS = ("name", "company", "host_id", "start", "end", "email", "phone", "purpose")
+
+
+def parse_visits_csv(raw: bytes, check: Callable[[dict[str, str]], tuple[Any, FormErrors]]
+                     ) -> tuple[list[Any], list[tuple[int, str, dict[str, object]]]]:
+    """Rows of a pre-registration CSV, all checked first: any bad row means nothing is imported."""
+    problems: list[tuple[int, str, dict[str, object]]] = []
+    if len(raw) > MAX_FORM_BYTES:
+        return [], [(0, N_("The file is too large."), {})]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [], [(0, N_("The file is not UTF-8 text."), {})]
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"name", "host_id", "start"} - set(reader.fieldnames or ())
+    if missing:
+        return [], [(1, N_("The header lacks a column: %(columns)s"), {"columns": ", ".join(sorted(missing))})]
+    unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+    if unknown:
+        return [], [(1, N_("The header has unknown columns: %(columns)s"), {"columns": ", ".join(sorted(unknown))})]
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        checked, errors = check({k: (v or "") for k, v in row.items() if k is not None})
+        if checked is None:
+            problems.extend((line, N_("%(field)s: %(message)s"), {"field": field, "message": message % args
+                                                                                  if args else message})
+                            for field, (message, args) in errors.fields.items())
+        else:
+            rows.append(checked)
+        if len(rows) > 5000:
+            return [], [(line, N_("More than 5000 rows: split the file."), {})]
+    return rows, problems

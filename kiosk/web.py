@@ -17,10 +17,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from kiosk.i18n import LANGUAGES, Formatter, translations
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
 LANG_COOKIE = "sw_lang"
 CSRF_COOKIE = "sw_csrf"
 STAFF_COOKIE = "sw_staff"
 CSRF_FIELD = "csrf"
+VISITOR_FIELDS = {"name", "company", "host_id", "purpose", "email", "phone", CSRF_FIELD}
 
 SECURITY_HEADERS = {
     # Every asset is served from the box: nothing else may load, frame the page or receive a form.

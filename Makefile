@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: demo test lint schemas system-deps test-system-deps clean
+.PHONY: demo test lint schemas system-deps test-system-deps model clean
 
 # Debian's python3 needs python3-venv for `-m venv`; install it when we can, say how when we cannot.
 $(VENV)/bin/python:
@@ -28,7 +28,15 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# The default person-detection model, built once per machine into ~/.cache/sitewarden/models (the vision
+# service and its tests load it from there); a second run only checks its sha256.
+model:
+	@echo ">> person-detection model: sitewarden models build pedestrian-ssdlite (first time on this machine: a"
+	@echo "   throwaway virtualenv with tensorflow-cpu converts the graph, 1-3 min; deleted after)"
+	$(VENV)/bin/sitewarden models build pedestrian-ssdlite
+
 demo: $(VENV)/.installed-demo
+	@$(MAKE) --no-print-directory model
 	$(VENV)/bin/sitewarden demo $(if $(DURATION),--duration $(DURATION))
 
 # Debian packages the tests use: a real mosquitto broker, and Chromium for the kiosk's browser tests
@@ -48,6 +56,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
 test: $(VENV)/.installed-dev test-system-deps lint
+	@$(MAKE) --no-print-directory model
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 schemas: $(VENV)/.installed-dev

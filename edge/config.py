@@ -152,6 +152,12 @@ class RulesSettings(Section):
     denied_burst_count: int = Field(default=5, ge=2, description="This many denied swipes at one door within "
                                     "`denied_burst_window_s` raise `denied_swipes`.")
     denied_burst_window_s: float = Field(default=60.0, gt=0, description="Window of the denied-swipes rule.")
+    tailgate_window_s: float = Field(default=10.0, gt=0, description="A grant lets its people in (its "
+                                     "`allowed_entries`, 1 unless the badge service says more) within this many "
+                                     "seconds of the grant or of the door opening after it; an entry beyond "
+                                     "that is tailgating.")
+    entry_grace_s: float = Field(default=0.3, ge=0, description="How long an entry with no grant waits for a grant "
+                                 "or exit request reported late, before it is an unauthorized entry.")
     doors: dict[str, DoorOverride] = Field(default_factory=dict, description="Per-door overrides, by door id.")
 
     def max_open_for(self, door: str) -> float:

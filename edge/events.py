@@ -186,6 +186,26 @@ class WatchlistMatched(Event):
     entry: str = Field(description="Reference of the matching watchlist entry (its line number), never the name.")
 
 
+class PersonEntered(Event):
+    """A camera saw a person cross a door line from outside to inside."""
+
+    kind: Literal["person_entered"] = "person_entered"
+    door: Name = Field(description="Door id from the site config.")
+    camera: str = Field(description="Camera id, unique on the site (e.g. `cam-lobby`).")
+    track_id: int = Field(ge=0, description="The tracker's id for this person on this camera (not an identity).")
+    snapshot: str | None = Field(default=None, description="JPEG of the crossing with boxes and track ids, as a "
+                                 "path under the data directory; None when snapshots are off.")
+
+
+class PersonExited(Event):
+    """A camera saw a person cross a door line from inside to outside."""
+
+    kind: Literal["person_exited"] = "person_exited"
+    door: Name = Field(description="Door id from the site config.")
+    camera: str = Field(description="Camera id, unique on the site.")
+    track_id: int = Field(ge=0, description="The tracker's id for this person on this camera (not an identity).")
+
+
 DeviceType = Literal["service", "reader", "camera", "sensor", "controller", "radio", "interface"]
 
 
@@ -234,6 +254,8 @@ FACT_TYPES: tuple[type[Event], ...] = (
     VisitorCheckedOut,
     VisitorOverstayed,
     WatchlistMatched,
+    PersonEntered,
+    PersonExited,
 )
 
 Fact = Annotated[
@@ -254,7 +276,9 @@ Fact = Annotated[
     | VisitorArrived
     | VisitorCheckedOut
     | VisitorOverstayed
-    | WatchlistMatched,
+    | WatchlistMatched
+    | PersonEntered
+    | PersonExited,
     Field(discriminator="kind"),
 ]
 FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)

@@ -12,7 +12,10 @@ from vision.models import MODELS, ModelError, build, cached_path, fetch_source, 
 
 @click.group("models")
 def models() -> None:
-    """Person-detection models: list them, fetch their sources, build the .tflite the vision service loads."""
+    """Person-detection models: list them, fetch their sources, build the .tflite the vision service loads.
+
+    Example: sitewarden models build
+    """
 
 
 @models.command("list")

@@ -12,8 +12,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -22,35 +20,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from edge.config_base import DoorId, ExistingFile, SecretFile, Section, _readable_file, read_secret
+from edge.config_vision import VisionSettings
 from edge.topics import NAME_PATTERN
 
 ENV_PREFIX = "SITEWARDEN_"
 CONFIG_ENV = "SITEWARDEN_CONFIG"
 # Values under these keys are never echoed back in an error message.
 _SECRET_KEYS = frozenset({"password", "secret", "token"})
-
-
-def _readable_file(path: Path) -> Path:
-    if not path.is_file():
-        raise ValueError(f"file {str(path)!r} does not exist")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"file {str(path)!r} is not readable by this user")
-    return path
-
-
-SecretFile = Annotated[Path, AfterValidator(_readable_file)]
-ExistingFile = Annotated[Path, AfterValidator(_readable_file)]
-
-
-def read_secret(path: Path) -> str:
-    """Read a secret from its file, without the trailing newline editors add."""
-    return path.read_text(encoding="utf-8").rstrip("\r\n")
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TlsSettings(Section):
@@ -202,7 +179,6 @@ class ConsoleSettings(Section):
 
 WiegandFormatName = Literal["H10301", "H10306", "C1000", "H10304"]
 DEFAULT_FORMATS: tuple[WiegandFormatName, ...] = ("H10301",)
-DoorId = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 def _osdp_key(path: Path) -> Path:
@@ -445,6 +421,8 @@ class Settings(BaseSettings):
     badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).")
     kiosk: KioskSettings = Field(default_factory=KioskSettings, description="The visitor kiosk and reception "
                                  "console.")
+    vision: VisionSettings = Field(default_factory=VisionSettings, description="The vision service (cameras, "
+                                   "person detection, door-line counts).")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @classmethod

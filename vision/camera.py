@@ -1,0 +1,173 @@
+"""Frames from a camera through OpenCV: a reader thread keeps only the newest one, and reconnects with backoff.
+
+Sources: `rtsp://` and `http://` streams (FFmpeg), V4L2 devices (`/dev/videoN`), and video files, played at
+their own frame rate (optionally looping) so a file behaves like a camera. The reader decodes every frame the
+source sends and keeps only the last: a slow consumer drops frames instead of falling behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame: its pixels (BGR), when it was read (monotonic seconds) and its number since start."""
+
+    image: np.ndarray
+    t: float
+    seq: int
+
+
+def open_capture(url: str, timeout_s: float = 5.0) -> cv2.VideoCapture:
+    """A VideoCapture for a stream URL, a V4L2 device path or index, or a file.
+
+    Streams get FFmpeg's open and read timeouts, so a stream that stops sending makes `read()` fail after
+    `timeout_s` instead of blocking for ever.
+    """
+    if re.fullmatch(r"/dev/video\d+", url):
+        return cv2.VideoCapture(int(url.removeprefix("/dev/video")), cv2.CAP_V4L2)
+    if url.isdigit():
+        return cv2.VideoCapture(int(url), cv2.CAP_V4L2)
+    if "://" in url:
+        ms = int(timeout_s * 1000)
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG,
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    return cv2.VideoCapture(url)
+
+
+class Camera:
+    """Reads one source in a thread; `latest()` gives the newest frame, `online` says whether frames come."""
+
+    def __init__(self, url: str, *, loop: bool = False, width: int | None = None, rotate: int = 0,
+                 reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, offline_after_s: float = 5.0,
+                 on_state: Callable[[bool, str], None] | None = None) -> None:
+        self.url = url
+        self.loop = loop
+        self.width = width
+        self.rotate = rotate
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.offline_after_s = offline_after_s
+        self.on_state = on_state or (lambda online, reason: None)
+        self.is_file = "://" not in url and not url.startswith("/dev/video") and not url.isdigit()
+        self.frames_read = 0
+        self.reconnects = 0
+        self.online = False
+        self._latest: Frame | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{url}", daemon=True)
+
+    def start(self) -> None:
+        """Start reading."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading and release the source."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(5)
+
+    def latest(self, after_seq: int = -1, timeout: float = 1.0) -> Frame | None:
+        """The newest frame newer than `after_seq`, waiting up to `timeout` for one; None if none came."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._latest is None or self._latest.seq <= after_seq) and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            return self._latest if self._latest is not None and self._latest.seq > after_seq else None
+
+    def _set_online(self, online: bool, reason: str) -> None:
+        if online != self.online:
+            self.online = online
+            logger.log(logging.INFO if online else logging.WARNING, "camera %s %s%s", self.url,
+                       "online" if online else "offline", f": {reason}" if reason else "")
+            self.on_state(online, reason)
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        if self.rotate:
+            image = cv2.rotate(image, ROTATIONS[self.rotate])
+        if self.width and image.shape[1] != self.width:
+            height = round(image.shape[0] * self.width / image.shape[1])
+            image = cv2.resize(image, (self.width, height), interpolation=cv2.INTER_AREA)
+        return image
+
+    def _run(self) -> None:
+        wait = self.reconnect_min_s
+        while not self._stop.is_set():
+            cap = open_capture(self.url, self.offline_after_s)
+            if not cap.isOpened():
+                cap.release()
+                self._set_online(False, f"cannot open {self.url}")
+                self._stop.wait(wait)
+                wait = min(wait * 2, self.reconnect_max_s)
+                self.reconnects += 1
+                continue
+            got_any = self._read_until_lost(cap)
+            cap.release()
+            if got_any:
+                wait = self.reconnect_min_s
+            if self.is_file and self.loop and got_any:
+                continue  # at the end of a looping file: open it again at once
+            if not self._stop.is_set():
+                self._set_online(False, "end of file" if self.is_file else "stream lost")
+                self._stop.wait(wait)
+                wait = min(wait * 2, self.reconnect_max_s)
+                self.reconnects += 1
+
+    def _read_until_lost(self, cap: cv2.VideoCapture) -> bool:
+        """Read frames until the source fails or ends; True when at least one frame came."""
+        fps = cap.get(cv2.CAP_PROP_FPS) if self.is_file else 0.0
+        period = 1.0 / fps if 0 < fps < 240 else 0.0
+        next_at = time.monotonic()
+        got_any = False
+        while not self._stop.is_set():
+            ok, image = cap.read()
+            if not ok or image is None:
+                return got_any
+            got_any = True
+            frame_image = self._prepare(image)
+            with self._cond:
+                self.frames_read += 1
+                self._latest = Frame(frame_image, time.monotonic(), self.frames_read)
+                self._cond.notify_all()
+            self._set_online(True, "")
+            if period:  # a file plays at its own speed, like a camera
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_at = time.monotonic()
+        return got_any
+
+def snapshot_frame(url: str, timeout_s: float = 10.0) -> np.ndarray:
+    """One frame from a source, for `sitewarden vision snapshot`; raises RuntimeError when none comes."""
+    cam = Camera(url, reconnect_min_s=0.5, reconnect_max_s=1.0)
+    cam.start()
+    try:
+        frame = cam.latest(timeout=timeout_s)
+    finally:
+        cam.stop()
+    if frame is None:
+        raise RuntimeError(f"no frame from {url} within {timeout_s:g} s" +
+                           ("" if "://" in url or Path(url).exists() or url.startswith("/dev/") else
+                            " (the file does not exist)"))
+    return frame.image

@@ -160,9 +160,16 @@ def run(settings: Settings, stop: threading.Event) -> None:
     VisionService(settings).run(stop)
 
 
+def _demo_settings(data_dir: Path) -> dict[str, object]:
+    from vision.demo import demo_settings
+
+    return demo_settings(data_dir)
+
+
 SERVICE = ServiceSpec(
     name=SERVICE_NAME,
     summary="camera tailgating detection: people counted across door lines, held against badge grants",
     run=run,
+    demo_settings=_demo_settings,
     commands=vision_commands,
 )

@@ -1,0 +1,287 @@
+"""Benchmark: the vision pipeline, stage by stage, on the generated door scenes and the real default model.
+
+Figures: cost per stage (capture, motion, preprocess, invoke, decode+NMS, tracking); frames/s with people
+present; the cost of an idle frame (the motion gate alone) at 640x480; the pipeline's overhead over a bare
+`interpreter.invoke()` loop on the same model in the same run; crossing precision/recall over every scene;
+and the latency from the second person's crossing frame leaving an MJPEG camera on loopback to the
+tailgating alert arriving on the broker (edge and vision run as real processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+# This file is named like the `vision` package: take its folder off the path, load bench/bus.py by file.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("bench_bus", HERE / "bus.py")
+_bus = importlib.util.module_from_spec(_spec)
+sys.modules["bench_bus"] = _bus
+_spec.loader.exec_module(_bus)
+percentile = _bus.percentile  # the same nearest-rank percentile as every other bench figure
+
+from edge import topics  # noqa: E402
+from edge.brokers import MosquittoBroker, free_port  # noqa: E402
+from edge.config_vision import CameraSettings, VisionSettings  # noqa: E402
+from edge.events import AccessGranted, dump_event  # noqa: E402
+from edge.processes import stop_process  # noqa: E402
+from vision import scenes  # noqa: E402
+from vision.detector import PersonDetector  # noqa: E402
+from vision.models import DEFAULT_MODEL, MODELS, verified  # noqa: E402
+from vision.pipeline import DoorWatch  # noqa: E402
+
+SITE = "bench"
+CAMERA = {"line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left", "door": "front"}
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def bare_invoke(detector: PersonDetector, n: int) -> float:
+    """Seconds per `set_tensor` + `invoke()` on a fixed input: the floor any pipeline pays."""
+    interp, index = detector.interpreter, detector.input["index"]
+    tensor = np.random.default_rng(1).uniform(-1, 1, detector.input["shape"]).astype(np.float32)
+    for _ in range(5):
+        interp.set_tensor(index, tensor)
+        interp.invoke()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        interp.set_tensor(index, tensor)
+        interp.invoke()
+    return (time.perf_counter() - t0) / n
+
+
+def capture_cost(video: Path) -> tuple[float, int]:
+    """Seconds per frame decoded from the scene's MJPEG AVI through OpenCV, and the frame count."""
+    cap = cv2.VideoCapture(str(video))
+    n, t0 = 0, time.perf_counter()
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        n += 1
+    cap.release()
+    return (time.perf_counter() - t0) / max(n, 1), n
+
+
+def people_pipeline(detector: PersonDetector, frames: list[np.ndarray], repeat: int) -> dict:
+    """The pipeline with people present on every frame (the detector runs each frame); per-stage seconds."""
+    vision = VisionSettings()
+    totals = {"motion": 0.0, "preprocess": 0.0, "invoke": 0.0, "decode": 0.0, "track": 0.0}
+    runs = 0
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        watch = DoorWatch(CameraSettings(url="x", **CAMERA), vision, detector)
+        before = dict(detector.times.totals)
+        for k, frame in enumerate(frames):
+            watch.process(frame, k / 10)
+        runs += watch.stats.detector_runs
+        totals["motion"] += watch.stats.seconds["motion"]
+        totals["track"] += watch.stats.seconds["track"]
+        for stage in ("preprocess", "invoke", "decode"):
+            totals[stage] += detector.times.totals[stage] - before[stage]
+    wall = time.perf_counter() - t0
+    n = repeat * len(frames)
+    return {"per_frame": {k: v / n for k, v in totals.items()}, "fps": n / wall, "wall_per_frame": wall / n,
+            "detector_share": runs / n}
+
+
+def idle_cost(detector: PersonDetector, frames: list[np.ndarray], repeat: int) -> tuple[float, float]:
+    """Seconds per idle frame through DoorWatch (gate, and the heartbeat detector run every 2 s), and the
+    gate alone."""
+    vision = VisionSettings()
+    t0 = time.perf_counter()
+    gate_s = 0.0
+    n = 0
+    for r in range(repeat):
+        watch = DoorWatch(CameraSettings(url="x", **CAMERA), vision, detector)
+        for k, frame in enumerate(frames):
+            watch.process(frame, r * 1000 + k / 10)
+            n += 1
+        gate_s += watch.stats.seconds["motion"]
+    return (time.perf_counter() - t0) / n, gate_s / n
+
+
+def crossing_quality(detector: PersonDetector) -> tuple[int, int, int, list[str]]:
+    """True positives, false positives and misses of crossings over every scene (by direction)."""
+    tp = fp = fn = 0
+    lines = []
+    for name, build in sorted(scenes.SCENES.items()):
+        scene = build()
+        truth = scene.ground_truth
+        watch = DoorWatch(CameraSettings(url="x", **CAMERA), VisionSettings(), detector)
+        got = {"in": 0, "out": 0}
+        for k, frame in enumerate(scenes.render(scene)):
+            for counted in watch.process(frame, k / scene.fps):
+                got[counted.crossing.direction] += 1
+        for direction, want in (("in", truth.entered), ("out", truth.exited)):
+            tp += min(got[direction], want)
+            fp += max(0, got[direction] - want)
+            fn += max(0, want - got[direction])
+        lines.append(f"  {name:18} truth in/out {truth.entered}/{truth.exited}  counted {got['in']}/{got['out']}")
+    return tp, fp, fn, lines
+
+
+class Camera:
+    """MJPEG over HTTP on loopback, 10 fps; records the wall time each frame index was sent."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+        self.sent: dict[int, float] = {}
+        self.start = threading.Event()
+        self.port = free_port()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                k, next_at = 0, time.monotonic()
+                try:
+                    while True:
+                        playing = owner.start.is_set()
+                        jpeg = owner.jpegs[min(k, len(owner.jpegs) - 1)] if playing else owner.jpegs[0]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        if playing:
+                            owner.sent.setdefault(k, time.monotonic())
+                            k += 1
+                        next_at += 0.1
+                        time.sleep(max(0.0, next_at - time.monotonic()))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def alert_latency(runs: int, work: Path) -> list[float]:
+    """Seconds from the second person's crossing frame leaving the camera to the tailgate alert on the broker."""
+    broker = MosquittoBroker(work / "broker")
+    scene = scenes.SCENES["two_people_close"]()
+    frames = list(scenes.render(scene))
+    second = scene.ground_truth.crossings[1].frame
+    out: list[float] = []
+    procs = []
+    try:
+        for run in range(runs):
+            camera = Camera(frames)
+            data = work / f"data-{run}"
+            config = work / f"config-{run}.yaml"
+            config.write_text(yaml.safe_dump({
+                "site": {"id": SITE}, "data_dir": str(data), "mqtt": {"host": "127.0.0.1", "port": broker.port},
+                "edge": {"forwarder": {"enabled": False}, "rules": {"tailgate_window_s": 10}},
+                "vision": {"cameras": {"cam-front": {"url": f"http://127.0.0.1:{camera.port}/s.mjpg", **CAMERA}}},
+                "log": {"level": "WARNING"}}))
+            got: list[float] = []
+            client = mqtt.Client(CallbackAPIVersion.VERSION2)
+            client.on_message = lambda c, u, m, got=got: got.append(time.monotonic()) \
+                if "/tailgate_detected" in m.topic else None
+            client.connect("127.0.0.1", broker.port)
+            client.subscribe(topics.alerts_filter(SITE), qos=1)
+            client.loop_start()
+            edge = _service(config, "edge", work / f"edge-{run}.log")
+            vision = _service(config, "vision", work / f"vision-{run}.log")
+            procs = [edge, vision]
+            time.sleep(6)  # both up, the camera streaming its empty first frame, the model loaded
+            grant = AccessGranted(site=SITE, source="badge/controller-1", door="front", credential="H10301:1/****1",
+                                  cardholder="Ann")
+            client.publish(topics.fact_topic(SITE, "badge", "controller-1", "access_granted"), dump_event(grant),
+                           qos=1)
+            time.sleep(0.3)
+            camera.start.set()
+            deadline = time.monotonic() + 20
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if got and second in camera.sent:
+                out.append(got[0] - camera.sent[second])
+            for proc in procs:
+                stop_process(proc, 10)
+            procs = []
+            client.loop_stop()
+            client.disconnect()
+            camera.server.shutdown()
+    finally:
+        for proc in procs:
+            stop_process(proc, 10)
+        broker.stop()
+    return out
+
+
+def _service(config: Path, name: str, log: Path):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(config), "run", name],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3, help="passes over the scenes for the stage figures")
+    ap.add_argument("--latency-runs", type=int, default=5)
+    args = ap.parse_args()
+    detector = PersonDetector(verified(DEFAULT_MODEL), MODELS[DEFAULT_MODEL].params, threads=2)
+    work = Path(tempfile.mkdtemp(prefix="bench-vision-"))
+    people_scene = scenes.SCENES["two_people_close"]()
+    video = scenes.write_video(people_scene, work / "two_people_close.avi")
+    people = [f for f, p in zip(scenes.render(people_scene), range(people_scene.frames), strict=True)
+              if people_scene.placements(p)]
+    idle = list(scenes.render(scenes.SCENES["empty_door"]()))
+    capture_s, captured = capture_cost(video)
+    bare_s = bare_invoke(detector, 100)
+    pipe = people_pipeline(detector, people, args.repeat)
+    bare_after = bare_invoke(detector, 100)  # again, so a drift in machine speed shows
+    idle_s, gate_s = idle_cost(detector, idle, args.repeat * 10)
+    tp, fp, fn, lines = crossing_quality(detector)
+    latency = alert_latency(args.latency_runs, work)
+    per = pipe["per_frame"]
+    print(f"model {DEFAULT_MODEL}, {detector.params.input_size}x{detector.params.input_size}, 2 threads; "
+          f"frames 640x480; {len(people)} frames with people x {args.repeat}")
+    print("per frame with people present (ms): " + "  ".join(f"{k} {ms(v):.2f}" for k, v in per.items())
+          + f"  capture (MJPEG decode) {ms(capture_s):.2f}")
+    print(f"bare set_tensor+invoke loop: {ms(bare_s):.2f} ms before, {ms(bare_after):.2f} ms after")
+    print("crossings per scene:")
+    print("\n".join(lines))
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    lat = sorted(latency)
+    bare = (bare_s + bare_after) / 2
+    overhead = pipe["wall_per_frame"] / bare - 1
+    print(f"frames/s with people present: {pipe['fps']:.1f} (detector on {pipe['detector_share']:.0%} of frames)")
+    print(f"pipeline {ms(pipe['wall_per_frame']):.2f} ms/frame vs bare invoke {ms(bare):.2f} ms: overhead "
+          f"{overhead:.1%} (target <= 15 %): {'PASS' if overhead <= 0.15 else 'FAIL'}")
+    print(f"idle frame 640x480: {ms(idle_s):.3f} ms through the pipeline (heartbeat detector included), motion gate "
+          f"{ms(gate_s):.3f} ms; {ms(idle_s) / ms(bare):.3f}x a bare invoke (target <= 2 ms): "
+          f"{'PASS' if ms(idle_s) <= 2 else 'FAIL'}")
+    print(f"crossings: precision {precision:.3f} recall {recall:.3f} ({tp} right, {fp} extra, {fn} missed; "
+          f"target exact): {'PASS' if fp == fn == 0 else 'FAIL'}")
+    if lat:
+        print(f"second crossing -> tailgate alert on the broker: {len(lat)}/{args.latency_runs} runs, p50 "
+              f"{ms(percentile(lat, 0.5)):.0f} ms, max {ms(lat[-1]):.0f} ms (target < 1 s): "
+              f"{'PASS' if lat[-1] < 1 else 'FAIL'}")
+    else:
+        print(f"second crossing -> tailgate alert: no alert in {args.latency_runs} runs: FAIL")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import serial
 
 from firmware_bridge.link import CommandResult, LinkSession
-from firmware_bridge.protocol import Frame, FrameError, FrameParser, StatusRequest
+from firmware_bridge.protocol import Frame, FrameError, FrameParser, HostHello, StatusRequest
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,6 @@ class SerialLink:
         # A new host session first: the controller may remember sequence numbers of an earlier run of the service
         # and would ack our commands with those numbers as retries without carrying them out.
         self._write(port, self.session.hello(secrets.randbits(32), opened))
-        self._write(port, self.session.command(StatusRequest(0), opened))  # goes out once the hello is answered
         while not self._stop.is_set():
             now = time.monotonic()
             deadline = last_valid + self.silence_timeout_s
@@ -180,6 +179,9 @@ class SerialLink:
                     deliver, reply = self.session.receive(item, now)
                     if reply:
                         self._write(port, reply)
+                    if isinstance(deliver, CommandResult) and isinstance(deliver.command, HostHello):
+                        # The session is settled: the door states now (a request waiting all along could time out).
+                        self._write(port, self.session.command(StatusRequest(0), now))
                     if deliver is not None:
                         self.handler(deliver)
             while True:

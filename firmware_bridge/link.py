@@ -51,7 +51,8 @@ class LinkSession:
     until it is answered, never given up on (after `max_tries` with backoff up to HELLO_RETRY_MAX_S): a
     command sent without it could carry a number the controller remembers from an earlier run and be acked
     without being carried out. A command that waited as long as a sent one may wait for its ack fails
-    unsent (an unlock must not fire late). Only a "bad command" answer (firmware without HOST_HELLO) lets
+    unsent (an unlock must not fire late). The ACK of the hello counts only after a HELLO came with it (its
+    boot id is what events are judged by); only a "bad command" answer (firmware without HOST_HELLO) lets
     commands go without a session. Until the hello is settled controller events are neither acked nor
     delivered: the controller sends them again after its answer, which starts with a HELLO, so they are
     judged against its current boot id.
@@ -64,6 +65,7 @@ class LinkSession:
         self._pending: dict[int, _Pending] = {}
         self._seen: deque[int] = deque(maxlen=DEDUPE_WINDOW)
         self._hello: _Pending | None = None  # the unanswered HOST_HELLO, apart from `_pending`: it never fails
+        self._hello_heard = False  # a HELLO (the controller's boot id) arrived since the HOST_HELLO was sent
         self._held: list[_Held] = []
         self.boot_id: int | None = None
         self.duplicates = 0
@@ -73,6 +75,7 @@ class LinkSession:
         frame = HostHello(self._next_seq(), session & 0xFFFFFFFF)
         # A newer hello supersedes an unanswered one: what waited now waits for this one.
         self._hello = _Pending(frame, encode_frame(frame), 1, now + self.retry_interval_s)
+        self._hello_heard = False
         return self._hello.wire
 
     def command(self, frame: Frame, now: float) -> bytes:
@@ -103,6 +106,7 @@ class LinkSession:
             if frame.boot_id != self.boot_id:
                 self._seen.clear()
             self.boot_id = frame.boot_id
+            self._hello_heard = self._hello is not None
             return frame, b""
         if not frame.NEEDS_ACK:
             return frame, b""
@@ -164,6 +168,10 @@ class LinkSession:
         assert self._hello is not None
         if ack.status not in (AckStatus.OK, AckStatus.BAD_COMMAND):
             return None, b""  # busy: the retry comes in its time
+        if ack.status == AckStatus.OK and not self._hello_heard:
+            # Its HELLO was lost (a CRC error, say): without the boot id it carries, a rebooted controller's
+            # new events would be judged against the old boot and dropped as repeats. Ask again.
+            return None, self._resend_hello(now)
         # "Bad command" is firmware without HOST_HELLO: the commands go out without a session.
         return _result(self._hello, ack.status), self._release(now)
 

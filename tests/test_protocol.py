@@ -198,6 +198,29 @@ def test_session_releases_waiting_commands_when_a_retried_hello_is_answered() ->
     assert session.receive(swipe, 0.7) == (swipe, encode_frame(HostAck(0, 1)))
 
 
+def test_session_trusts_the_ack_of_its_hello_only_after_a_hello() -> None:
+    """The controller rebooted while unplugged and numbers its events from 1 again. After the host reopens the
+    port, the controller's HELLO answer is lost (CRC error) but its ACK is not: trusting the ACK alone, the host
+    would judge the new boot's first swipe by the old boot id and drop it as a repeat. It asks again instead."""
+    session, hello = _opened_session()
+    session.receive(Hello(1, 0x1111, 1, 0, 4), 0.0)
+    session.receive(Ack(2, hello.seq, 0), 0.0)
+    swipe = WiegandRead(1, 0, 4, b"\xa0")
+    assert session.receive(swipe, 0.0)[0] == swipe  # the old boot's first swipe
+    session.abandon("unplugged")
+
+    again = session.hello(0xBEEF, now=5.0)
+    assert session.command(Unlock(0, 0, 3000), now=5.0) == b""
+    (second,) = FrameParser().feed(again)
+    assert session.receive(Ack(2, second.seq, 0), 5.01) == (None, again)  # no HELLO came: ask again
+    assert session.receive(swipe, 5.02) == (None, b"")  # the new boot's first swipe waits
+    session.receive(Hello(3, 0x2222, 1, 0, 4), 5.03)
+    result, released = session.receive(Ack(4, second.seq, 0), 5.03)
+    assert isinstance(result, CommandResult) and result.ok
+    assert FrameParser().feed(released) == [Unlock(second.seq + 1, 0, 3000)]
+    assert session.receive(swipe, 5.1) == (swipe, encode_frame(HostAck(0, 1)))
+
+
 def test_session_goes_on_without_a_session_when_old_firmware_answers_bad_command() -> None:
     """Firmware older than HOST_HELLO answers it "bad command" (and no HELLO); "busy" is not that answer."""
     session, hello = _opened_session()

@@ -66,6 +66,7 @@ class LinkSession:
         self._seen: deque[int] = deque(maxlen=DEDUPE_WINDOW)
         self._hello: _Pending | None = None  # the unanswered HOST_HELLO, apart from `_pending`: it never fails
         self._hello_heard = False  # a HELLO (the controller's boot id) arrived since the HOST_HELLO was sent
+        self._hello_gap_s = retry_interval_s  # until its next copy; doubles while no command waits for it
         self._held: list[_Held] = []
         self.boot_id: int | None = None
         self.duplicates = 0
@@ -76,6 +77,7 @@ class LinkSession:
         # A newer hello supersedes an unanswered one: what waited now waits for this one.
         self._hello = _Pending(frame, encode_frame(frame), 1, now + self.retry_interval_s)
         self._hello_heard = False
+        self._hello_gap_s = self.retry_interval_s
         return self._hello.wire
 
     def command(self, frame: Frame, now: float) -> bytes:
@@ -83,6 +85,8 @@ class LinkSession:
         while a hello is unanswered: the command waits for it)."""
         if self._hello is not None:
             self._held.append(_Held(frame, now + self.max_tries * self.retry_interval_s))
+            # A command waits: the hello goes as often as the command's own retries would, not at its backoff.
+            self._hello.next_at = min(self._hello.next_at, now + self.retry_interval_s)
             return b""
         self._next_seq()
         if self._seq in self._pending:  # 255 commands unanswered: the oldest is long dead
@@ -123,13 +127,13 @@ class LinkSession:
         """Commands to send again now, and commands given up on."""
         resend: list[bytes] = []
         failed: list[CommandResult] = []
-        if self._hello is not None and self._hello.next_at <= now:
-            resend.append(self._resend_hello(now))
         waited = [held for held in self._held if held.fail_at <= now]
         if waited:
             self._held = [held for held in self._held if held.fail_at > now]
             failed += [CommandResult(held.frame, False, None, 0, "controller has not answered the host hello")
                        for held in waited]
+        if self._hello is not None and self._hello.next_at <= now:
+            resend.append(self._resend_hello(now))
         for seq, pending in list(self._pending.items()):
             if pending.next_at > now:
                 continue
@@ -170,19 +174,24 @@ class LinkSession:
             return None, b""  # busy: the retry comes in its time
         if ack.status == AckStatus.OK and not self._hello_heard:
             # Its HELLO was lost (a CRC error, say): without the boot id it carries, a rebooted controller's
-            # new events would be judged against the old boot and dropped as repeats. Ask again.
-            return None, self._resend_hello(now)
+            # new events would be judged against the old boot and dropped as repeats. Ask again, at the pace of
+            # a retry (not at once: a controller that never says HELLO would ping-pong with us at line speed).
+            self._hello.next_at = min(self._hello.next_at, now + self.retry_interval_s)
+            return None, b""
         # "Bad command" is firmware without HOST_HELLO: the commands go out without a session.
         return _result(self._hello, ack.status), self._release(now)
 
     def _resend_hello(self, now: float) -> bytes:
         assert self._hello is not None
         hello = self._hello
-        # The first max_tries copies as fast as a command's, then slower: the controller may be busy or the
-        # line noisy, and nothing may go out without the session anyway.
         hello.tries += 1
-        backoff = 2 ** min(max(0, hello.tries - self.max_tries + 1), 16)
-        hello.next_at = now + min(self.retry_interval_s * backoff, max(HELLO_RETRY_MAX_S, self.retry_interval_s))
+        # The first max_tries copies, and any while a command waits, as fast as a command's retries; else slower
+        # and slower: the controller may be busy or the line noisy, and nothing needs the session yet.
+        if self._held or hello.tries < self.max_tries:
+            self._hello_gap_s = self.retry_interval_s
+        else:
+            self._hello_gap_s = min(self._hello_gap_s * 2, max(HELLO_RETRY_MAX_S, self.retry_interval_s))
+        hello.next_at = now + self._hello_gap_s
         return hello.wire
 
     def _release(self, now: float) -> bytes:

@@ -167,8 +167,9 @@ def _opened_session() -> tuple[LinkSession, HostHello]:
 def test_session_resends_a_lost_hello_with_backoff_and_sends_no_command_without_it() -> None:
     """Every copy of the HOST_HELLO is lost while the controller, still in the previous run's session, keeps
     talking. A command sent without the hello could carry a number the controller remembers from that run and be
-    acked without being carried out (an unlock that never happens): the hello goes on, slower and slower, and a
-    command that waited as long as it would for its own ack fails unsent."""
+    acked without being carried out (an unlock that never happens). The hello goes on: as often as a command's
+    retries while the command waits; when the command, having waited as long as it would for its own ack, has
+    failed unsent, slower and slower."""
     session, hello = _opened_session()
     assert session.command(Unlock(0, 0, 3000), now=0.0) == b""
     sent: list[tuple[float, object]] = []
@@ -180,7 +181,7 @@ def test_session_resends_a_lost_hello_with_backoff_and_sends_no_command_without_
         assert session.receive(WiegandRead(1, 0, 4, b"\xa0"), now) == (None, b"")  # events wait too
     assert {frame for _, frame in sent} == {hello}
     gaps = [round(b - a, 3) for (a, _), (b, _) in zip([(0.0, None), *sent], sent, strict=False)]
-    assert gaps[:8] == [0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.0] and set(gaps[8:]) == {1.0}
+    assert gaps[:9] == [0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.0] and set(gaps[9:]) == {1.0}
     assert [(type(r.command), r.ok, r.tries) for r in failed] == [(Unlock, False, 0)]
     assert "host hello" in failed[0].detail
 
@@ -212,7 +213,8 @@ def test_session_trusts_the_ack_of_its_hello_only_after_a_hello() -> None:
     again = session.hello(0xBEEF, now=5.0)
     assert session.command(Unlock(0, 0, 3000), now=5.0) == b""
     (second,) = FrameParser().feed(again)
-    assert session.receive(Ack(2, second.seq, 0), 5.01) == (None, again)  # no HELLO came: ask again
+    assert session.receive(Ack(2, second.seq, 0), 5.01) == (None, b"")  # no HELLO came: ask again
+    assert session.due(session.next_deadline() or 0.0) == ([again], [])
     assert session.receive(swipe, 5.02) == (None, b"")  # the new boot's first swipe waits
     session.receive(Hello(3, 0x2222, 1, 0, 4), 5.03)
     result, released = session.receive(Ack(4, second.seq, 0), 5.03)

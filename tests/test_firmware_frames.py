@@ -101,7 +101,7 @@ def test_firmware_main_imports_only_what_micropython_has() -> None:
     """main.py runs on the board only; check it names no CPython-only module it would fail to import."""
     text = (FIRMWARE / "main.py").read_text()
     imports = {line.split()[1] for line in text.splitlines() if line.startswith("import ")}
-    assert imports == {"sys", "machine", "select", "utime", "frames"}
+    assert imports == {"os", "sys", "machine", "select", "utime", "frames"}
     compile(text, "main.py", "exec")
 
 
@@ -221,6 +221,13 @@ def test_firmware_forgets_the_old_hosts_command_numbers_on_a_new_session(board: 
     board.send(controller, encode_frame(HostHello(1, 222)) + encode_frame(Unlock(2, 0, 100)))
     assert relay.value() == 1, "the new session's unlock, numbered as the old one's, was taken for a retry"
     assert [(f.acked, f.status) for f in board.answers(controller) if isinstance(f, Ack)] == [(1, 0), (2, 0)]
+
+
+def test_firmware_boot_id_differs_between_boots_at_the_same_instant(board: Board) -> None:
+    """After a watchdog or hard reset the chip id and the clock read the same each boot; the boot id must not."""
+    assert len({board.controller().boot_id for _ in range(8)}) == 8
+    board.main.os = SimpleNamespace()  # a port without os.urandom: its seeded PRNG instead
+    assert len({board.controller().boot_id for _ in range(8)}) == 8
 
 
 def test_restarted_host_whose_hellos_are_lost_still_has_its_unlock_carried_out(board: Board) -> None:

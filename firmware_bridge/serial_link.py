@@ -180,9 +180,8 @@ class SerialLink:
                     if reply:
                         self._write(port, reply)
                     if isinstance(deliver, CommandResult) and isinstance(deliver.command, HostHello):
-                        # The session is settled: the door states now (a request waiting all along could time out).
-                        self._write(port, self.session.command(StatusRequest(0), now))
-                    if deliver is not None:
+                        self._session_settled(port, deliver, now)  # the link's own business, not the handler's
+                    elif deliver is not None:
                         self.handler(deliver)
             while True:
                 try:
@@ -195,6 +194,13 @@ class SerialLink:
                 self._write(port, wire)
             for result in failed:
                 self.handler(result)
+
+    def _session_settled(self, port: serial.Serial, result: CommandResult, now: float) -> None:
+        if not result.ok:  # "bad command" (the only answer that settles a hello unanswered): old firmware
+            logger.info("controller %s: its firmware predates HOST_HELLO (%s); going on without a host session",
+                        self.name, result.detail)
+        # The door states now (a status request waiting for the hello all along could time out).
+        self._write(port, self.session.command(StatusRequest(0), now))
 
     def _read(self, port: serial.Serial) -> bytes:
         try:

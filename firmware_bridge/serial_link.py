@@ -124,6 +124,10 @@ class SerialLink:
                 port.close()
             if self._stop.is_set():
                 break
+            # Each open starts clean, the link already reported down or not: nothing unanswered (the hello, the
+            # commands waiting for it) is carried into the next open.
+            for result in self.session.abandon(f"link down: {reason}"):
+                self.handler(result)
             was_up = self._up
             if was_up or not down_reported:
                 logger.warning("controller %s on %s lost: %s", self.name, self.port, reason)

@@ -153,7 +153,9 @@ class SerialLink:
         last_valid = opened
         # A new host session first: the controller may remember sequence numbers of an earlier run of the service
         # and would ack our commands with those numbers as retries without carrying them out.
-        self._write(port, self.session.hello(secrets.randbits(32), opened))
+        # A delimiter first: it ends any half frame a run that died mid-write left in the controller's decoder,
+        # which the hello would otherwise join and be lost with (PROTOCOL.md, framing).
+        self._write(port, b"\x00" + self.session.hello(secrets.randbits(32), opened))
         while not self._stop.is_set():
             now = time.monotonic()
             deadline = last_valid + self.silence_timeout_s

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from firmware_bridge.link import CommandResult
-from firmware_bridge.protocol import FrameParser, HostHello, Unlock
+from firmware_bridge.protocol import FrameError, FrameParser, HostHello, Unlock, encode_frame
 from firmware_bridge.serial_link import LinkDown, LinkEvent, SerialLink
 from firmware_bridge.sim_controller import SerialPair
 
@@ -42,6 +42,24 @@ def _wait_for(got: queue.SimpleQueue[LinkEvent], wanted: Callable[[LinkEvent], b
         if wanted(event):
             return event
     raise AssertionError(f"nothing wanted from the link within {DEADLINE_S} s")
+
+
+def test_the_first_hello_after_opening_survives_a_half_frame_left_on_the_line(
+        serial_pty: Callable[[str], SerialPair]) -> None:
+    """A run that died mid-write left half a frame in the controller's decoder: the new run's first bytes must end
+    it, or the first HOST_HELLO joins it and fails its CRC."""
+    pair = serial_pty("ctl")
+    parser = FrameParser()
+    half = encode_frame(Unlock(9, 0, 100))[:5]
+    assert parser.feed(half) == []
+    link = SerialLink(str(pair.link), lambda event: None)
+    link.start()
+    try:
+        _, before = _next_hello(pair, parser)
+        # The half frame is dropped on its own; with the hello joined to it the error would carry the hello too.
+        assert [item.raw for item in before if isinstance(item, FrameError)] == [half], before
+    finally:
+        link.stop()
 
 
 def test_a_command_waiting_for_the_hello_fails_with_its_port_when_the_link_was_already_down(

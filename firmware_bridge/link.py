@@ -51,8 +51,8 @@ class LinkSession:
     until it is answered, never given up on (after `max_tries` with backoff up to HELLO_RETRY_MAX_S): a
     command sent without it could carry a number the controller remembers from an earlier run and be acked
     without being carried out. A command that waited as long as a sent one may wait for its ack fails
-    unsent (an unlock must not fire late). The ACK of the hello counts only after a HELLO came with it (its
-    boot id is what events are judged by); only a "bad command" answer (firmware without HOST_HELLO) lets
+    unsent (an unlock must not fire late). The ACK of the hello counts only if a HELLO came since it was sent
+    (its boot id is what events are judged by); only a "bad command" answer (firmware without HOST_HELLO) lets
     commands go without a session. Until the hello is settled controller events are neither acked nor
     delivered: the controller sends them again after its answer, which starts with a HELLO, so they are
     judged against its current boot id.

@@ -202,7 +202,7 @@ class SerialLink:
                 self.handler(result)
 
     def _session_settled(self, port: serial.Serial, result: CommandResult, now: float) -> None:
-        if not result.ok:  # "bad command" (the only answer that settles a hello unanswered): old firmware
+        if not result.ok:  # answered "bad command": firmware older than HOST_HELLO
             logger.info("controller %s: its firmware predates HOST_HELLO (%s); going on without a host session",
                         self.name, result.detail)
         # The door states now (a status request waiting for the hello all along could time out).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import serial
 
 from firmware_bridge.link import CommandResult, LinkSession
-from firmware_bridge.protocol import Frame, FrameError, FrameParser, StatusRequest
+from firmware_bridge.protocol import Frame, FrameError, FrameParser, HostHello, StatusRequest
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ class SerialLink:
                 port.close()
             if self._stop.is_set():
                 break
+            # Each open starts clean, the link already reported down or not: nothing unanswered (the hello, the
+            # commands waiting for it) is carried into the next open.
+            for result in self.session.abandon(f"link down: {reason}"):
+                self.handler(result)
             was_up = self._up
             if was_up or not down_reported:
                 logger.warning("controller %s on %s lost: %s", self.name, self.port, reason)
@@ -149,8 +153,9 @@ class SerialLink:
         last_valid = opened
         # A new host session first: the controller may remember sequence numbers of an earlier run of the service
         # and would ack our commands with those numbers as retries without carrying them out.
-        self._write(port, self.session.hello(secrets.randbits(32), opened))
-        self._write(port, self.session.command(StatusRequest(0), opened))  # goes out once the hello is answered
+        # A delimiter first: it ends any half frame a run that died mid-write left in the controller's decoder,
+        # which the hello would otherwise join and be lost with (PROTOCOL.md, framing).
+        self._write(port, b"\x00" + self.session.hello(secrets.randbits(32), opened))
         while not self._stop.is_set():
             now = time.monotonic()
             deadline = last_valid + self.silence_timeout_s
@@ -180,7 +185,9 @@ class SerialLink:
                     deliver, reply = self.session.receive(item, now)
                     if reply:
                         self._write(port, reply)
-                    if deliver is not None:
+                    if isinstance(deliver, CommandResult) and isinstance(deliver.command, HostHello):
+                        self._session_settled(port, deliver, now)  # the link's own business, not the handler's
+                    elif deliver is not None:
                         self.handler(deliver)
             while True:
                 try:
@@ -193,6 +200,13 @@ class SerialLink:
                 self._write(port, wire)
             for result in failed:
                 self.handler(result)
+
+    def _session_settled(self, port: serial.Serial, result: CommandResult, now: float) -> None:
+        if not result.ok:  # answered "bad command": firmware older than HOST_HELLO
+            logger.info("controller %s: its firmware predates HOST_HELLO (%s); going on without a host session",
+                        self.name, result.detail)
+        # The door states now (a status request waiting for the hello all along could time out).
+        self._write(port, self.session.command(StatusRequest(0), now))
 
     def _read(self, port: serial.Serial) -> bytes:
         try:

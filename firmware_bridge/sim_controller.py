@@ -54,8 +54,10 @@ class SimulatedController:
     acks it, as the firmware does. Commands are acked and recorded once per sequence number.
     """
 
-    def __init__(self, fd: int, *, inputs: int = 4, heartbeat_s: float = 1.0, boot_id: int | None = None) -> None:
+    def __init__(self, fd: int, *, inputs: int = 4, heartbeat_s: float = 1.0, boot_id: int | None = None,
+                 knows_host_hello: bool = True) -> None:
         self.fd = fd
+        self.knows_host_hello = knows_host_hello  # False: firmware older than HOST_HELLO, which it calls a bad command
         self.inputs = inputs
         self.heartbeat_s = heartbeat_s
         self.boot_id = boot_id if boot_id is not None else int.from_bytes(os.urandom(4), "big")
@@ -185,6 +187,9 @@ class SimulatedController:
         if not isinstance(frame, (Unlock, Led, Buzzer, StatusRequest, HostHello)):
             return
         if not self.ack_commands:
+            return
+        if isinstance(frame, HostHello) and not self.knows_host_hello:
+            self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.BAD_COMMAND))
             return
         if isinstance(frame, HostHello):  # carried out every time: the same session again changes nothing
             if frame.session != self._host_session:

@@ -351,3 +351,29 @@ def test_a_controller_that_rebooted_while_unplugged_has_its_first_swipe_delivere
         assert controller.wait_for_command(Unlock) is not None
     finally:
         controller.stop()
+
+
+def test_firmware_older_than_host_hello_still_unlocks_and_is_logged_once_without_a_warning(
+        tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str], SerialPair],
+        service_factory: Callable[[Path, str], ServiceProcess], client_factory: Callable[[int], MqttClient]) -> None:
+    """Firmware that predates HOST_HELLO answers it "bad command": expected, so not a warning on every open."""
+    pair = serial_pty("ctl-1")
+    sim = SimulatedController(pair.master, knows_host_hello=False)
+    sim.start()
+    try:
+        watcher = client_factory(mqtt_broker.port)
+        watcher.subscribe(topics.facts_filter(SITE))
+        client_factory(mqtt_broker.port).client.publish(
+            topics.config_topic(SITE, "badge", "cardholders"), json.dumps(_cardholders()), qos=1,
+            retain=True).wait_for_publish(5)
+        config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                              badge=_badge_config(pair.link))
+        badge = service_factory(config, "badge")
+        wait_until(lambda: "cardholder list replaced" in badge.output(), DEADLINE_S, "the cardholder list")
+        sim.swipe(0, encode("H10301", 10, 100))
+        assert sim.wait_for_command(Unlock) is not None
+        wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the grant")
+        assert "not carried out" not in badge.output()
+        assert badge.output().count("predates HOST_HELLO") == 1
+    finally:
+        sim.stop()

@@ -10,16 +10,18 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridge.link import LinkSession
+from firmware_bridge.link import CommandResult, LinkSession
 from firmware_bridge.protocol import (
     MAX_ENCODED_LEN,
     Ack,
+    AckStatus,
     Frame,
     FrameError,
     FrameParser,
     Heartbeat,
     Hello,
     HostAck,
+    HostHello,
     InputChanged,
     Unlock,
     WiegandRead,
@@ -152,6 +154,85 @@ def test_session_ack_completes_a_command_once() -> None:
     assert result is not None and result.ok and result.tries == 1  # type: ignore[union-attr]
     assert session.receive(Ack(4, 1, 0)) == (None, b"")  # a late copy of the ack
     assert session.due(10.0) == ([], [])
+
+
+def _opened_session() -> tuple[LinkSession, HostHello]:
+    """A session that has just sent its HOST_HELLO at time 0 (retries every 0.1 s, 5 tries for a command)."""
+    session = LinkSession(retry_interval_s=0.1, max_tries=5)
+    (hello,) = FrameParser().feed(session.hello(0xC0FFEE, now=0.0))
+    assert isinstance(hello, HostHello)
+    return session, hello
+
+
+def test_session_resends_a_lost_hello_with_backoff_and_sends_no_command_without_it() -> None:
+    """Every copy of the HOST_HELLO is lost while the controller, still in the previous run's session, keeps
+    talking. A command sent without the hello could carry a number the controller remembers from that run and be
+    acked without being carried out (an unlock that never happens). The hello goes on: as often as a command's
+    retries while the command waits; when the command, having waited as long as it would for its own ack, has
+    failed unsent, slower and slower."""
+    session, hello = _opened_session()
+    assert session.command(Unlock(0, 0, 3000), now=0.0) == b""
+    sent: list[tuple[float, object]] = []
+    failed: list[CommandResult] = []
+    while (now := session.next_deadline()) is not None and now < 10.0:
+        resend, gone = session.due(now)
+        sent += [(now, frame) for wire in resend for frame in FrameParser().feed(wire)]
+        failed += gone
+        assert session.receive(WiegandRead(1, 0, 4, b"\xa0"), now) == (None, b"")  # events wait too
+    assert {frame for _, frame in sent} == {hello}
+    gaps = [round(b - a, 3) for (a, _), (b, _) in zip([(0.0, None), *sent], sent, strict=False)]
+    assert gaps[:9] == [0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.4, 0.8, 1.0] and set(gaps[9:]) == {1.0}
+    assert [(type(r.command), r.ok, r.tries) for r in failed] == [(Unlock, False, 0)]
+    assert "host hello" in failed[0].detail
+
+
+def test_session_releases_waiting_commands_when_a_retried_hello_is_answered() -> None:
+    session, hello = _opened_session()
+    for _ in range(5):  # copies lost until a command would have been given up on, and then one more
+        assert session.due(session.next_deadline() or 0.0)[0] == [encode_frame(hello)]
+    assert session.command(Unlock(0, 0, 3000), now=0.65) == b""
+    assert session.receive(Hello(7, 42, 1, 0, 4), 0.7)[0] == Hello(7, 42, 1, 0, 4)
+    result, released = session.receive(Ack(8, hello.seq, 0), 0.7)
+    assert isinstance(result, CommandResult) and result.ok and result.tries == 6
+    assert FrameParser().feed(released) == [Unlock(hello.seq + 1, 0, 3000)]
+    swipe = WiegandRead(1, 0, 4, b"\xa0")
+    assert session.receive(swipe, 0.7) == (swipe, encode_frame(HostAck(0, 1)))
+
+
+def test_session_trusts_the_ack_of_its_hello_only_after_a_hello() -> None:
+    """The controller rebooted while unplugged and numbers its events from 1 again. After the host reopens the
+    port, the controller's HELLO answer is lost (CRC error) but its ACK is not: trusting the ACK alone, the host
+    would judge the new boot's first swipe by the old boot id and drop it as a repeat. It asks again instead."""
+    session, hello = _opened_session()
+    session.receive(Hello(1, 0x1111, 1, 0, 4), 0.0)
+    session.receive(Ack(2, hello.seq, 0), 0.0)
+    swipe = WiegandRead(1, 0, 4, b"\xa0")
+    assert session.receive(swipe, 0.0)[0] == swipe  # the old boot's first swipe
+    session.abandon("unplugged")
+
+    again = session.hello(0xBEEF, now=5.0)
+    assert session.command(Unlock(0, 0, 3000), now=5.0) == b""
+    (second,) = FrameParser().feed(again)
+    assert session.receive(Ack(2, second.seq, 0), 5.01) == (None, b"")  # no HELLO came: ask again
+    assert session.due(session.next_deadline() or 0.0) == ([again], [])
+    assert session.receive(swipe, 5.02) == (None, b"")  # the new boot's first swipe waits
+    session.receive(Hello(3, 0x2222, 1, 0, 4), 5.03)
+    result, released = session.receive(Ack(4, second.seq, 0), 5.03)
+    assert isinstance(result, CommandResult) and result.ok
+    assert FrameParser().feed(released) == [Unlock(second.seq + 1, 0, 3000)]
+    assert session.receive(swipe, 5.1) == (swipe, encode_frame(HostAck(0, 1)))
+
+
+def test_session_goes_on_without_a_session_when_old_firmware_answers_bad_command() -> None:
+    """Firmware older than HOST_HELLO answers it "bad command" (and no HELLO); "busy" is not that answer."""
+    session, hello = _opened_session()
+    assert session.command(Unlock(0, 0, 3000), now=0.0) == b""
+    assert session.receive(Ack(1, hello.seq, AckStatus.BUSY), 0.05) == (None, b"")
+    result, released = session.receive(Ack(2, hello.seq, AckStatus.BAD_COMMAND), 0.1)
+    assert isinstance(result, CommandResult) and not result.ok and result.status is AckStatus.BAD_COMMAND
+    assert FrameParser().feed(released) == [Unlock(hello.seq + 1, 0, 3000)]
+    swipe = WiegandRead(1, 0, 4, b"\xa0")
+    assert session.receive(swipe, 0.1) == (swipe, encode_frame(HostAck(0, 1)))
 
 
 def test_hundreds_of_events_between_heartbeats_all_arrive_once(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ acknowledged messages. Copy `frames.py` and this file to the board (`mpremote cp
 Pin numbers below are the reference wiring in PROTOCOL.md; change PINS for another board.
 """
 
+import os
 import select
 import sys
 
@@ -30,6 +31,22 @@ HEARTBEAT_MS = 1000
 RETRY_MS = 100               # an unacknowledged event is sent again this often
 QUEUE_MAX = 64               # events kept while the host does not answer; the oldest go first when full
 MAX_UNLOCK_MS = 60000
+
+
+def new_boot_id():
+    """A random id for this boot. PROTOCOL.md needs a new one on every boot: after a watchdog or hard reset the
+    chip id and the clock read the same, and an id made from them would make the host take the new boot's
+    events (numbered from 1 again) for repeats of the old boot's and drop them."""
+    try:
+        return int.from_bytes(os.urandom(4), "big")  # rp2 and esp32 have a hardware source behind it
+    except (AttributeError, OSError):
+        pass
+    import random  # a port without os.urandom: its PRNG, seeded from whatever that port has
+    try:
+        random.seed()  # a true random seed where the port supports it, else ValueError
+    except ValueError:
+        random.seed((int.from_bytes(machine.unique_id(), "big") ^ utime.ticks_us()) & 0xFFFFFFFF)
+    return random.getrandbits(32)
 
 
 class WiegandPort:
@@ -113,7 +130,7 @@ class Controller:
         self.poll = select.poll()
         self.poll.register(sys.stdin, select.POLLIN)
         self.out = sys.stdout.buffer
-        self.boot_id = int.from_bytes(machine.unique_id()[-2:], "big") << 16 | (utime.ticks_ms() & 0xFFFF)
+        self.boot_id = new_boot_id()
         self.started = utime.ticks_ms()
 
     def next_seq(self):

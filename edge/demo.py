@@ -148,6 +148,9 @@ def format_alert_message(message: AlertMessage) -> str:
         extra += f" acknowledged by {a.acknowledged_by}"
     if a.note and message.type != "new":
         extra += f" ({a.note})"
+    snapshots = [e.ref for e in a.evidence if e.kind == "snapshot"]
+    if snapshots and message.type == "new":
+        extra += f" snapshot {snapshots[-1]}"
     return (f"{when:%H:%M:%S}  {message.type.upper():6} {a.severity.value:8} {a.kind:18} {where:14} "
             f"{a.title}{extra}  [{a.alert_id}]")
 

@@ -1,4 +1,5 @@
-"""`sitewarden demo`, as a user runs it: grants, denials and door alerts appear within 30 s, all confirmed."""
+"""`sitewarden demo`, as a user runs it: grants, denials, door and tailgating alerts appear within 30 s, all
+confirmed."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def test_demo_shows_grants_denials_and_door_alerts_within_30_s(tmp_path: Path, b
     assert re.search(r"NEW +high +door_forced_open +front ", out), out
     assert re.search(r"NEW +medium +door_held_open +back-office ", out), out
     assert re.search(r"END +medium +door_held_open +back-office .*resolved by rule:door_held_open", out), out
+    # The camera at the front door sees two people come in on Alice's grant; the alert names its snapshot.
+    tailgate = re.search(r"NEW +high +tailgate_detected +front .*2 people in on one grant to alice .* snapshot "
+                         r"(vision/snapshots/cam-front/\S+\.jpg)", out)
+    assert tailgate, out
+    assert (tmp_path / "demo" / tailgate[1]).read_bytes()[:2] == b"\xff\xd8"
     summary = re.search(r"Demo finished: (\d+) alert messages .*; (\d+) confirmed by the console", out)
     assert summary, out
     shown, confirmed = int(summary[1]), int(summary[2])

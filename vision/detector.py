@@ -71,17 +71,32 @@ class StageTimes:
         self.calls += 1
 
 
-def stretch_contrast(image: np.ndarray) -> np.ndarray:
-    """Per-frame min-max stretch (1st to 99th percentile, read off every 4th pixel): the default model loses
-    dark-clothed people below ~40 % brightness, and this restores them."""
+def contrast_range(image: np.ndarray) -> tuple[int, int]:
+    """The 1st and 99th percentile grey levels, read off every 4th pixel (0, 255 when already full range)."""
     sample = image[::4, ::4].ravel()
     k_low, k_high = len(sample) // 100, len(sample) - 1 - len(sample) // 100
     part = np.partition(sample, (k_low, k_high))
     low, high = int(part[k_low]), int(part[k_high])
     if high - low < 8 or (low <= 2 and high >= 253):  # flat, or already full range
-        return image
+        return 0, 255
+    return low, high
+
+
+def stretch_contrast(image: np.ndarray) -> np.ndarray:
+    """Per-frame min-max stretch (1st to 99th percentile): the default model loses dark-clothed people below
+    ~40 % brightness, and this restores them."""
+    low, high = contrast_range(image)
     lut = np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
     return cv2.LUT(image, lut)
+
+
+def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to (width, height): halve by pixel averaging first when the frame is twice as large (INTER_AREA
+    at an exact factor of 2 is fast, at 640x480 -> 300x300 it took 1.5 ms), then bilinear the rest."""
+    h, w = frame.shape[:2]
+    if w >= 2 * width and h >= height:
+        frame = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 class PersonDetector:
@@ -121,19 +136,19 @@ class PersonDetector:
             nh, nw = round(h * scale), round(w * scale)
             image = np.zeros((size, size, 3), np.uint8)
             top, left = (size - nh) // 2, (size - nw) // 2
-            small = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA)
-            image[top:top + nh, left:left + nw] = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+            image[top:top + nh, left:left + nw] = cv2.cvtColor(shrink(frame_bgr, nw, nh), cv2.COLOR_BGR2RGB)
             # input fraction f -> frame pixel: (f * size - offset) / scale
             mapping = (size / scale, size / scale, -left / scale, -top / scale)
         else:
-            image = cv2.cvtColor(cv2.resize(frame_bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            image = cv2.cvtColor(shrink(frame_bgr, size, size), cv2.COLOR_BGR2RGB)
             mapping = (float(w), float(h), 0.0, 0.0)
-        if self.normalize_contrast:
-            image = stretch_contrast(image)
+        low, high = contrast_range(image) if self.normalize_contrast else (0, 255)
+        levels = np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low)), 0, 255)
         if self.quantized:
-            tensor = image[None]
+            tensor = cv2.LUT(image, levels.astype(np.uint8))[None]
         else:
-            tensor = (image.astype(np.float32) / 127.5 - 1.0)[None]  # letterbox padding becomes -1.0, as trained
+            # One lookup does the stretch and the model's scaling to [-1, 1]; letterbox padding (0) becomes -1.
+            tensor = cv2.LUT(image, (levels / 127.5 - 1.0).astype(np.float32))[None]
         return tensor, mapping
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
@@ -157,15 +172,14 @@ class PersonDetector:
             outs = [self.interpreter.get_tensor(o["index"]) for o in self.outputs]
             enc = next(o for o in outs if o.shape[-1] in (4, 12)).reshape(len(self.anchors), -1)
             logits = next(o for o in outs if o.shape[-1] not in (4, 12)).reshape(len(self.anchors), -1)
+            # sigmoid(x) >= t exactly when x >= logit(t): compare logits, take the sigmoid of the few kept
+            column = logits[:, p.person_class if p.decoder == "ssd" else 0]
+            keep = np.flatnonzero(column >= np.log(p.threshold / (1.0 - p.threshold)))
+            scores = 1.0 / (1.0 + np.exp(-np.clip(column[keep], -80, 80)))
             if p.decoder == "ssd":
-                scores = 1.0 / (1.0 + np.exp(-logits[:, p.person_class]))
-                keep = scores >= p.threshold
                 boxes = _decode_ssd(enc[keep, :4], self.anchors[keep], p.box_scales)
             else:
-                scores = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0], -80, 80)))
-                keep = scores >= p.threshold
                 boxes = _decode_blazepose_body(enc[keep], self.anchors[keep], self.input_size)
-            scores = scores[keep]
         if len(scores) == 0:
             return []
         sx, sy, ox, oy = mapping

@@ -83,7 +83,9 @@ class DoorWatch:
         assert self.gate is not None and self.counter is not None
         self.stats.frames += 1
         t0 = time.perf_counter()
-        moving = self.gate.update(image)
+        # While people are tracked the detector runs anyway: the gate is skipped, and its background keeps
+        # the empty door instead of learning the people.
+        moving = bool(self._tracks) or self.gate.update(image)
         t1 = time.perf_counter()
         self.stats.seconds["motion"] += t1 - t0
         if not (moving or self._tracks or t - self._last_detect >= self.vision.idle_detect_s):

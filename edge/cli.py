@@ -22,7 +22,7 @@ from edge.alerts import Alert, AlertMessage
 from edge.bus import Bus, Inbound
 from edge.config import ConfigError, Settings, load_settings
 from edge.ids import new_id
-from edge.services import discover, discover_commands
+from edge.services import ServiceCannotStart, discover, discover_commands
 from edge.store import StoreError, database_path
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def run(ctx: click.Context, service: str) -> None:
     signal.signal(signal.SIGINT, _stop)
     try:
         specs[service].run(settings, stop)
-    except (StoreError, PermissionError) as err:
+    except (StoreError, PermissionError, ServiceCannotStart) as err:
         raise click.ClickException(f"{service} cannot start: {err}") from err
 
 

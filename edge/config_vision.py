@@ -92,4 +92,7 @@ class VisionSettings(Section):
     def _backoff_order(self) -> VisionSettings:
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must not be below reconnect_min_s")
+        if ("/" in self.model or self.model.endswith(".tflite")) and not self.model_sha256:
+            raise ValueError("a site's own model file needs model_sha256 (sha256sum of the file): only a checked "
+                             "model is loaded")
         return self

@@ -359,8 +359,9 @@ class EdgeService:
         window = self.settings.edge.rules.replay_window_s
         since = (utcnow() - timedelta(seconds=window)).timestamp()
         rows = self.db.execute(
-            "SELECT payload FROM (SELECT payload, occurred_at, event_id FROM facts WHERE occurred_at >= ? "
-            "ORDER BY occurred_at DESC, event_id DESC LIMIT ?) ORDER BY occurred_at, event_id",
+            # In the order they arrived (rowid), as the rules saw them live: some rules (tailgating) depend on it.
+            "SELECT payload FROM (SELECT payload, rowid AS arrived FROM facts WHERE occurred_at >= ? "
+            "ORDER BY rowid DESC LIMIT ?) ORDER BY arrived",
             [since, REPLAY_MAX_FACTS],
         ).fetchall()
         started = time.monotonic()

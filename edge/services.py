@@ -20,6 +20,11 @@ COMMANDS_GROUP = "sitewarden.commands"  # top-level command groups a package add
 RunFunction = Callable[[Settings, threading.Event], None]
 
 
+class ServiceCannotStart(RuntimeError):
+    """A service found at start that it cannot do its job (a missing model, a bad device); the message says
+    which setting and what to do. `sitewarden run` prints it and exits 1."""
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A service the CLI can run: its run function and, for `sitewarden demo`, its simulator."""

@@ -87,3 +87,47 @@ def test_three_people_on_one_grant_fold_into_one_alert() -> None:
     ctx = run(grant(0), entered(3, track=1), entered(4, track=2), entered(5, track=3))
     assert len({d.dedupe_key for d in ctx.raised}) == 1 and len(ctx.raised) == 2
     assert "3 people in" in ctx.raised[-1].title
+
+
+def test_a_late_grant_takes_back_only_entries_inside_its_own_window() -> None:
+    rule, ctx = TailgateRule(RULES), Collect()
+    opened = DoorOpened(site="s", source="badge/ctl-1", door="front", occurred_at=at(9))
+    tailgater = entered(17, track=2)
+    for fact in (grant(0), opened, entered(9.5, track=1), tailgater):
+        rule.on_fact(fact, ctx)
+    assert [d.trigger for d in ctx.raised] == [tailgater.event_id]
+    rule.on_fact(grant(1, who="Bob"), ctx)  # valid until 11: B came in at 17
+    assert ctx.resolved == []
+
+
+def test_an_unauthorized_entry_is_taken_back_by_a_grant_or_door_opening_reported_late() -> None:
+    rule, ctx = TailgateRule(RULES), Collect()
+    alone = entered(5)
+    rule.on_fact(alone, ctx)
+    rule.on_tick(at(5.3), ctx)
+    assert [d.kind for d in ctx.raised] == ["unauthorized_entry"]
+    rule.on_fact(grant(4.9), ctx)
+    assert ctx.resolved and ctx.resolved[0][:2] == ("unauthorized_entry", alone.event_id)
+
+    rule, ctx = TailgateRule(RULES), Collect()
+    late_entry = entered(12)
+    for fact in (grant(0), late_entry):
+        rule.on_fact(fact, ctx)
+    rule.on_tick(at(12.3), ctx)
+    assert [d.kind for d in ctx.raised] == ["unauthorized_entry"]
+    rule.on_fact(DoorOpened(site="s", source="badge/ctl-1", door="front", occurred_at=at(9.9)), ctx)
+    assert ctx.resolved and ctx.resolved[0][:2] == ("unauthorized_entry", late_entry.event_id)
+
+
+def test_only_the_first_door_opening_moves_a_grants_window() -> None:
+    facts = [grant(0)] + [DoorOpened(site="s", source="badge/ctl-1", door="front", occurred_at=at(t))
+                          for t in range(9, 300, 9)]
+    ctx = run(*facts, entered(300.5), until=310)
+    assert [d.kind for d in ctx.raised] == ["unauthorized_entry"]
+
+
+def test_exit_requests_at_a_door_without_entries_do_not_pile_up() -> None:
+    rule, ctx = TailgateRule(RULES), Collect()
+    for i in range(2000):
+        rule.on_fact(ExitRequested(site="s", source="badge/ctl-1", door="side", occurred_at=at(i)), ctx)
+    assert len(rule._exits["side"]) < 100

@@ -98,14 +98,19 @@ def test_service_end_to_end_grants_against_people(tmp_path, mqtt_broker, client_
     snapshot = tmp_path / "data" / entered[-1]["snapshot"]
     assert snapshot.is_file() and snapshot.read_bytes()[:2] == b"\xff\xd8"
     alert_prefix = f"sitewarden/{SITE}/alert/"
+
+    def door_alerts() -> list[dict]:  # the camera going offline at the end of the file is another matter
+        return [m for m in watcher.payloads(alert_prefix)
+                if m["alert"]["kind"] in ("tailgate_detected", "unauthorized_entry")]
+
     if alerts:
-        got = wait_until(lambda: watcher.payloads(alert_prefix), 10, f"alert {alerts}")
+        got = wait_until(door_alerts, 10, f"alert {alerts}")
         assert {m["alert"]["kind"] for m in got} == set(alerts)
         evidence = got[-1]["alert"]["evidence"]
         assert any(e["kind"] == "snapshot" and e["ref"] == entered[-1]["snapshot"] for e in evidence)
     else:
         time.sleep(1.5)  # longer than the grace and two rule ticks: nothing may come
-        assert watcher.payloads(alert_prefix) == []
+        assert door_alerts() == []
 
 
 class MjpegServer:

@@ -7,6 +7,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from conftest import write_config
 
@@ -76,3 +77,38 @@ def test_old_and_excess_snapshots_are_pruned_oldest_first(tmp_path) -> None:
         os.utime(path, (now - age, now - age))
     removed = prune_snapshots(tmp_path, max_age_s=30 * 86400, max_bytes=3500, now=now)
     assert removed == 3 and sorted(p.name for p in (tmp_path / "cam-1").iterdir()) == ["3.jpg", "4.jpg", "5.jpg"]
+
+
+def test_a_file_that_does_not_loop_plays_once_and_a_dead_camera_is_offline_from_the_start(tmp_path) -> None:
+    video = scenes.write_video(scenes.SCENES["empty_door"](), tmp_path / "door.avi")
+    states: list[tuple[bool, str]] = []
+    cam = Camera(str(video), on_state=lambda online, reason: states.append((online, reason)))
+    cam.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(states) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # a reconnect would come after 1 s
+    finally:
+        cam.stop()
+    assert states == [(True, ""), (False, "end of file")] and cam.frames_read == 30
+    dead_states: list[tuple[bool, str]] = []
+    dead = Camera("http://127.0.0.1:9/none.mjpg", reconnect_min_s=0.2, offline_after_s=1,
+                  on_state=lambda online, reason: dead_states.append((online, reason)))
+    dead.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not dead_states and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        dead.stop()
+    assert dead_states[:1] == [(False, "cannot open http://127.0.0.1:9/none.mjpg")]
+
+
+def test_a_sites_own_model_needs_its_checksum(tmp_path) -> None:
+    from edge.config import ConfigError, load_settings
+
+    config = write_config(tmp_path / "c.yaml", tmp_path / "data", 1883, None,
+                          vision={"model": "/etc/sitewarden/ours.tflite"})
+    with pytest.raises(ConfigError, match="vision: .*model_sha256"):
+        load_settings(config)

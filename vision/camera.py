@@ -66,7 +66,7 @@ class Camera:
         self.is_file = "://" not in url and not url.startswith("/dev/video") and not url.isdigit()
         self.frames_read = 0
         self.reconnects = 0
-        self.online = False
+        self.online: bool | None = None  # unknown until the first frame or the first failure
         self._latest: Frame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -99,7 +99,10 @@ class Camera:
             self.online = online
             logger.log(logging.INFO if online else logging.WARNING, "camera %s %s%s", self.url,
                        "online" if online else "offline", f": {reason}" if reason else "")
-            self.on_state(online, reason)
+            try:
+                self.on_state(online, reason)
+            except Exception:  # e.g. the fact store failing: logged, and the camera goes on
+                logger.exception("camera %s: reporting %s failed", self.url, "online" if online else "offline")
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         if self.rotate:
@@ -112,22 +115,25 @@ class Camera:
     def _run(self) -> None:
         wait = self.reconnect_min_s
         while not self._stop.is_set():
-            cap = open_capture(self.url, self.offline_after_s)
-            if not cap.isOpened():
+            try:
+                cap = open_capture(self.url, self.offline_after_s)
+                opened = cap.isOpened()
+                got_any = self._read_until_lost(cap) if opened else False
                 cap.release()
-                self._set_online(False, f"cannot open {self.url}")
-                self._stop.wait(wait)
-                wait = min(wait * 2, self.reconnect_max_s)
-                self.reconnects += 1
-                continue
-            got_any = self._read_until_lost(cap)
-            cap.release()
+                reason = "end of file" if self.is_file and opened else "stream lost" if opened else \
+                    f"cannot open {self.url}"
+            except Exception as err:  # a decoder or callback failure must not end the reader for good
+                logger.exception("camera %s: reading failed", self.url)
+                got_any, reason = False, f"reading failed: {err}"
             if got_any:
                 wait = self.reconnect_min_s
-            if self.is_file and self.loop and got_any:
-                continue  # at the end of a looping file: open it again at once
+            if self.is_file and got_any:
+                if self.loop:
+                    continue  # at the end of a looping file: open it again at once
+                self._set_online(False, reason)
+                return  # a file that does not loop is played once
             if not self._stop.is_set():
-                self._set_online(False, "end of file" if self.is_file else "stream lost")
+                self._set_online(False, reason)
                 self._stop.wait(wait)
                 wait = min(wait * 2, self.reconnect_max_s)
                 self.reconnects += 1

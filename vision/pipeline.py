@@ -141,7 +141,14 @@ def save_snapshot(image: np.ndarray, folder: Path, camera: str, track_id: int) -
 def prune_snapshots(folder: Path, max_age_s: float, max_bytes: float, now: float | None = None) -> int:
     """Delete snapshots older than `max_age_s`, then the oldest until they fit in `max_bytes`; returns count."""
     now = time.time() if now is None else now
-    files = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in folder.rglob("*.jpg")), key=lambda f: f[0])
+    files = []
+    for path in folder.rglob("*.jpg"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # deleted meanwhile
+            continue
+        files.append((stat.st_mtime, stat.st_size, path))
+    files.sort(key=lambda f: f[0])
     removed = 0
     total = sum(size for _, size, _ in files)
     for mtime, size, path in files:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from edge.config import Settings
 from edge.config_vision import CameraSettings
-from edge.events import DeviceCameOnline, DeviceWentOffline, Event, PersonEntered, PersonExited
+from edge.events import DeviceCameOnline, DeviceWentOffline, Event, PersonEntered, PersonExited, utcnow
 from edge.producer import FactProducer
-from edge.services import ServiceSpec
+from edge.services import ServiceCannotStart, ServiceSpec
 from vision.camera import Camera
 from vision.commands import vision as vision_commands
 from vision.detector import DecodeParams, PersonDetector
@@ -77,9 +78,11 @@ class VisionService:
     def _fact_of(self, cam_id: str, cam: CameraSettings, watch: DoorWatch, counted: Counted) -> Event:
         source = f"{SERVICE_NAME}/{cam_id}"
         crossing = counted.crossing
+        # When the frame was read, not when this fact is built (after detection and the JPEG write).
+        when = utcnow() - timedelta(seconds=max(0.0, time.monotonic() - crossing.t))
         if crossing.direction == "out":
             return PersonExited(site=self.site, source=source, door=cam.door, camera=cam_id,
-                                track_id=crossing.track_id)
+                                track_id=crossing.track_id, occurred_at=when)
         snapshot = None
         if self.vision.snapshots and watch.line is not None:
             try:
@@ -87,18 +90,19 @@ class VisionService:
                                      cam_id, crossing.track_id)
                 snapshot = str(path.relative_to(self.settings.data_dir)) if path.is_relative_to(
                     self.settings.data_dir) else str(path)
-            except OSError as err:  # evidence lost is bad; the entry lost would be worse
+            except Exception as err:  # evidence lost is bad; the entry lost would be worse
                 self.errors += 1
                 logger.error("camera %s: snapshot not saved: %s", cam_id, err)
         return PersonEntered(site=self.site, source=source, door=cam.door, camera=cam_id,
-                             track_id=crossing.track_id, snapshot=snapshot)
+                             track_id=crossing.track_id, snapshot=snapshot, occurred_at=when)
 
     def _watch_camera(self, cam_id: str, cam: CameraSettings, stop: threading.Event) -> None:
         try:
             detector = load_detector(self.settings)
-        except (ModelError, ValueError) as err:
-            logger.error("camera %s: no detector: %s", cam_id, err)
+        except Exception as err:  # checked at start, so this is rare: say so, and show the camera as down
+            logger.exception("camera %s: no detector", cam_id)
             self.errors += 1
+            self._camera_state(cam_id, False, f"no detector: {err}")
             return
         watch = DoorWatch(cam, self.vision, detector)
         self.watches[cam_id] = watch
@@ -119,7 +123,7 @@ class VisionService:
                 try:
                     counted = watch.process(frame.image, frame.t)
                     if counted:
-                        self.publish(*(self._fact_of(cam_id, cam, watch, c) for c in counted))
+                        self.publish(*[self._fact_of(cam_id, cam, watch, c) for c in counted])
                 except Exception:  # one bad frame must not stop the door's watch
                     self.errors += 1
                     logger.exception("camera %s: frame %d failed; going on", cam_id, frame.seq)
@@ -135,6 +139,11 @@ class VisionService:
     def run(self, stop: threading.Event) -> None:
         """Run every camera until `stop` is set."""
         logger.info("vision service: %d cameras, model %s", len(self.vision.cameras), self.vision.model)
+        if self.vision.cameras:
+            try:
+                load_detector(self.settings)  # a missing or wrong model stops the start, saying what to do
+            except (ModelError, ValueError, RuntimeError, ImportError) as err:
+                raise ServiceCannotStart(f"vision.model: {err}") from err
         self.producer.start()
         threads = [threading.Thread(target=self._watch_camera, args=(cam_id, cam, stop), name=f"vision-{cam_id}",
                                     daemon=True) for cam_id, cam in self.vision.cameras.items()]
@@ -145,8 +154,12 @@ class VisionService:
             while not stop.wait(1.0):
                 if time.monotonic() - last_prune > PRUNE_EVERY_S and self.snapshot_dir.is_dir():
                     last_prune = time.monotonic()
-                    removed = prune_snapshots(self.snapshot_dir, self.vision.snapshot_retention_days * 86400,
-                                              self.vision.snapshot_max_mb * 1e6)
+                    try:
+                        removed = prune_snapshots(self.snapshot_dir, self.vision.snapshot_retention_days * 86400,
+                                                  self.vision.snapshot_max_mb * 1e6)
+                    except OSError as err:
+                        logger.error("vision: pruning snapshots in %s failed: %s", self.snapshot_dir, err)
+                        continue
                     if removed:
                         logger.info("vision: %d old snapshots deleted", removed)
         finally:

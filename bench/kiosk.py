@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import random
 import re
 import subprocess
@@ -24,18 +23,10 @@ from pathlib import Path
 import httpx
 import pyotp
 import yaml
+from unshadow import percentile  # before the project imports: it takes bench/ off the path
 
-# This file is named like the `kiosk` package: take its folder off the path, load bench/bus.py by file.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_spec = importlib.util.spec_from_file_location("bench_bus", HERE / "bus.py")
-_bus = importlib.util.module_from_spec(_spec)
-sys.modules["bench_bus"] = _bus
-_spec.loader.exec_module(_bus)
-percentile = _bus.percentile  # the same nearest-rank percentile as every other bench figure
-
-from edge.brokers import MosquittoBroker, free_port  # noqa: E402
-from edge.processes import stop_process  # noqa: E402
+from edge.brokers import MosquittoBroker, free_port
+from edge.processes import stop_process
 
 CLIENTS = 50
 ON_SITE, EXPECTED = 60, 40

@@ -10,12 +10,9 @@ tailgating alert arriving on the broker (edge and vision run as real processes).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -23,25 +20,18 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from unshadow import percentile  # before the project imports: it takes bench/ off the path
 
-# This file is named like the `vision` package: take its folder off the path, load bench/bus.py by file.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_spec = importlib.util.spec_from_file_location("bench_bus", HERE / "bus.py")
-_bus = importlib.util.module_from_spec(_spec)
-sys.modules["bench_bus"] = _bus
-_spec.loader.exec_module(_bus)
-percentile = _bus.percentile  # the same nearest-rank percentile as every other bench figure
-
-from edge import topics  # noqa: E402
-from edge.brokers import MosquittoBroker, free_port  # noqa: E402
-from edge.config_vision import CameraSettings, VisionSettings  # noqa: E402
-from edge.events import AccessGranted, dump_event  # noqa: E402
-from edge.processes import stop_process  # noqa: E402
-from vision import scenes  # noqa: E402
-from vision.detector import PersonDetector  # noqa: E402
-from vision.models import DEFAULT_MODEL, MODELS, verified  # noqa: E402
-from vision.pipeline import DoorWatch  # noqa: E402
+from edge import topics
+from edge.brokers import MosquittoBroker
+from edge.config_vision import CameraSettings, VisionSettings
+from edge.events import AccessGranted, dump_event
+from edge.processes import stop_process
+from vision import scenes
+from vision.detector import PersonDetector
+from vision.mjpeg import MjpegCamera
+from vision.models import DEFAULT_MODEL, MODELS, verified
+from vision.pipeline import DoorWatch
 
 SITE = "bench"
 CAMERA = {"line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left", "door": "front"}
@@ -136,44 +126,6 @@ def crossing_quality(detector: PersonDetector) -> tuple[int, int, int, list[str]
     return tp, fp, fn, lines
 
 
-class Camera:
-    """MJPEG over HTTP on loopback, 10 fps; records the wall time each frame index was sent."""
-
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
-        self.sent: dict[int, float] = {}
-        self.start = threading.Event()
-        self.port = free_port()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                k, next_at = 0, time.monotonic()
-                try:
-                    while True:
-                        playing = owner.start.is_set()
-                        jpeg = owner.jpegs[min(k, len(owner.jpegs) - 1)] if playing else owner.jpegs[0]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                        if playing:
-                            owner.sent.setdefault(k, time.monotonic())
-                            k += 1
-                        next_at += 0.1
-                        time.sleep(max(0.0, next_at - time.monotonic()))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 def alert_latency(runs: int, work: Path) -> list[float]:
     """Seconds from the second person's crossing frame leaving the camera to the tailgate alert on the broker."""
     broker = MosquittoBroker(work / "broker")
@@ -184,13 +136,13 @@ def alert_latency(runs: int, work: Path) -> list[float]:
     procs = []
     try:
         for run in range(runs):
-            camera = Camera(frames)
+            camera = MjpegCamera(frames, playing=False).restore()
             data = work / f"data-{run}"
             config = work / f"config-{run}.yaml"
             config.write_text(yaml.safe_dump({
                 "site": {"id": SITE}, "data_dir": str(data), "mqtt": {"host": "127.0.0.1", "port": broker.port},
                 "edge": {"forwarder": {"enabled": False}, "rules": {"tailgate_window_s": 10}},
-                "vision": {"cameras": {"cam-front": {"url": f"http://127.0.0.1:{camera.port}/s.mjpg", **CAMERA}}},
+                "vision": {"cameras": {"cam-front": {"url": camera.url, **CAMERA}}},
                 "log": {"level": "WARNING"}}))
             got: list[float] = []
             client = mqtt.Client(CallbackAPIVersion.VERSION2)
@@ -208,7 +160,7 @@ def alert_latency(runs: int, work: Path) -> list[float]:
             client.publish(topics.fact_topic(SITE, "badge", "controller-1", "access_granted"), dump_event(grant),
                            qos=1)
             time.sleep(0.3)
-            camera.start.set()
+            camera.play()
             deadline = time.monotonic() + 20
             while not got and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -219,7 +171,7 @@ def alert_latency(runs: int, work: Path) -> list[float]:
             procs = []
             client.loop_stop()
             client.disconnect()
-            camera.server.shutdown()
+            camera.cut()
     finally:
         for proc in procs:
             stop_process(proc, 10)

@@ -3,12 +3,9 @@ and the vision service end to end: a video file as the camera, the real broker, 
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import cv2
 import pytest
 from conftest import SITE, wait_until, write_config
 
@@ -16,6 +13,7 @@ from edge import topics
 from edge.config_vision import CameraSettings, VisionSettings
 from edge.events import AccessGranted, dump_event
 from vision import scenes
+from vision.mjpeg import MjpegCamera
 from vision.pipeline import DoorWatch
 
 CAMERA = {"line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left", "door": "front"}
@@ -113,65 +111,11 @@ def test_service_end_to_end_grants_against_people(tmp_path, mqtt_broker, client_
         assert door_alerts() == []
 
 
-class MjpegServer:
-    """An HTTP MJPEG camera on loopback (multipart/x-mixed-replace, as IP cameras serve it), playing frames
-    at 10 fps; `cut()` drops the stream and refuses connections, `restore()` serves again on the same port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.frames: list[bytes] = []
-        self.server: ThreadingHTTPServer | None = None
-        self.live = threading.Event()
-
-    def play(self, scene: scenes.Scene) -> None:
-        self.frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in scenes.render(scene)]
-
-    def restore(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                k = 0
-                try:
-                    while owner.live.is_set():
-                        frames = owner.frames
-                        jpeg = frames[min(k, len(frames) - 1)]  # the last frame holds when the scene ends
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                        k += 1
-                        time.sleep(0.1)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.live.set()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def cut(self) -> None:
-        self.live.clear()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
 def test_a_stream_cut_and_restored_goes_offline_then_online_and_counting_resumes(
         tmp_path, mqtt_broker, client_factory, service_factory) -> None:
-    from edge.brokers import free_port
-
-    camera = MjpegServer(free_port())
-    camera.play(scenes.SCENES["empty_door"]())
-    camera.restore()
+    camera = MjpegCamera(list(scenes.render(scenes.SCENES["empty_door"]()))).restore()
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
-                          vision={"cameras": {"cam-front": {"url": f"http://127.0.0.1:{camera.port}/stream.mjpg",
+                          vision={"cameras": {"cam-front": {"url": camera.url,
                                                             **CAMERA}},
                                   "offline_after_s": 2, "reconnect_min_s": 0.5, "reconnect_max_s": 1})
     watcher = client_factory(mqtt_broker.port)
@@ -187,7 +131,7 @@ def test_a_stream_cut_and_restored_goes_offline_then_online_and_counting_resumes
         camera.cut()
         wait_until(lambda: "device_went_offline" in kinds(), 15, "the camera offline after the cut")
         time.sleep(1.5)  # a few refused reconnects
-        camera.play(scenes.SCENES["one_person_in"]())
+        camera.show(list(scenes.render(scenes.SCENES["one_person_in"]())))
         camera.restore()
         wait_until(lambda: kinds().count("device_came_online") == 2, 30, "the camera online again")
         wait_until(lambda: "person_entered" in kinds(), 30, "the person after the restore counted")

@@ -8,12 +8,12 @@ source sends and keeps only the last: a slow consumer drops frames instead of fa
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -32,17 +32,28 @@ class Frame:
     seq: int
 
 
+SourceKind = Literal["device", "stream", "file"]
+
+
+def source_kind(url: str) -> SourceKind:
+    """What a camera URL names: a V4L2 device (`/dev/...`, including udev's stable names, or an index), a
+    network stream (`scheme://`), or a video file."""
+    if url.startswith("/dev/") or url.isdigit():
+        return "device"
+    return "stream" if "://" in url else "file"
+
+
 def open_capture(url: str, timeout_s: float = 5.0) -> cv2.VideoCapture:
     """A VideoCapture for a stream URL, a V4L2 device path or index, or a file.
 
     Streams get FFmpeg's open and read timeouts, so a stream that stops sending makes `read()` fail after
     `timeout_s` instead of blocking for ever.
     """
-    if re.fullmatch(r"/dev/video\d+", url):
-        return cv2.VideoCapture(int(url.removeprefix("/dev/video")), cv2.CAP_V4L2)
-    if url.isdigit():
-        return cv2.VideoCapture(int(url), cv2.CAP_V4L2)
-    if "://" in url:
+    kind = source_kind(url)
+    if kind == "device":
+        index = url.removeprefix("/dev/video")
+        return cv2.VideoCapture(int(index) if index.isdigit() else url, cv2.CAP_V4L2)
+    if kind == "stream":
         ms = int(timeout_s * 1000)
         return cv2.VideoCapture(url, cv2.CAP_FFMPEG,
                                 [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
@@ -63,7 +74,7 @@ class Camera:
         self.reconnect_max_s = reconnect_max_s
         self.offline_after_s = offline_after_s
         self.on_state = on_state or (lambda online, reason: None)
-        self.is_file = "://" not in url and not url.startswith("/dev/video") and not url.isdigit()
+        self.is_file = source_kind(url) == "file"
         self.frames_read = 0
         self.reconnects = 0
         self.online: bool | None = None  # unknown until the first frame or the first failure
@@ -174,6 +185,6 @@ def snapshot_frame(url: str, timeout_s: float = 10.0) -> np.ndarray:
         cam.stop()
     if frame is None:
         raise RuntimeError(f"no frame from {url} within {timeout_s:g} s" +
-                           ("" if "://" in url or Path(url).exists() or url.startswith("/dev/") else
-                            " (the file does not exist)"))
+                           (" (the file does not exist)" if source_kind(url) == "file" and not Path(url).exists()
+                            else ""))
     return frame.image

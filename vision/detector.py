@@ -54,40 +54,36 @@ class DecodeParams:
 
 @dataclass
 class StageTimes:
-    """Seconds spent in each stage of the last call, for the benchmark and the status line."""
+    """Seconds spent in each stage, summed over every call, for the benchmark."""
 
-    preprocess: float = 0.0
-    invoke: float = 0.0
-    decode: float = 0.0
     totals: dict[str, float] = field(default_factory=lambda: {"preprocess": 0.0, "invoke": 0.0, "decode": 0.0})
-    calls: int = 0
 
     def add(self, preprocess: float, invoke: float, decode: float) -> None:
         """Record one call."""
-        self.preprocess, self.invoke, self.decode = preprocess, invoke, decode
         self.totals["preprocess"] += preprocess
         self.totals["invoke"] += invoke
         self.totals["decode"] += decode
-        self.calls += 1
 
 
-def contrast_range(image: np.ndarray) -> tuple[int, int]:
-    """The 1st and 99th percentile grey levels, read off every 4th pixel (0, 255 when already full range)."""
+IDENTITY_LEVELS = np.arange(256, dtype=np.float32)
+
+
+def contrast_levels(image: np.ndarray) -> np.ndarray:
+    """256 output levels (float) that stretch the image's 1st to 99th percentile grey level, read off every
+    4th pixel, to the full range; the identity when it is flat or already full range. The default model
+    loses dark-clothed people below ~40 % brightness, and this restores them."""
     sample = image[::4, ::4].ravel()
     k_low, k_high = len(sample) // 100, len(sample) - 1 - len(sample) // 100
     part = np.partition(sample, (k_low, k_high))
     low, high = int(part[k_low]), int(part[k_high])
-    if high - low < 8 or (low <= 2 and high >= 253):  # flat, or already full range
-        return 0, 255
-    return low, high
+    if high - low < 8 or (low <= 2 and high >= 253):
+        return IDENTITY_LEVELS
+    return np.clip((IDENTITY_LEVELS - low) * (255.0 / (high - low)), 0, 255)
 
 
 def stretch_contrast(image: np.ndarray) -> np.ndarray:
-    """Per-frame min-max stretch (1st to 99th percentile): the default model loses dark-clothed people below
-    ~40 % brightness, and this restores them."""
-    low, high = contrast_range(image)
-    lut = np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
-    return cv2.LUT(image, lut)
+    """The image with its contrast stretched (see `contrast_levels`)."""
+    return cv2.LUT(image, contrast_levels(image).astype(np.uint8))
 
 
 def shrink(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -145,8 +141,7 @@ class PersonDetector:
         else:
             image = cv2.cvtColor(shrink(frame_bgr, size, size), cv2.COLOR_BGR2RGB)
             mapping = (float(w), float(h), 0.0, 0.0)
-        low, high = contrast_range(image) if self.normalize_contrast else (0, 255)
-        levels = np.clip((np.arange(256, dtype=np.float32) - low) * (255.0 / (high - low)), 0, 255)
+        levels = contrast_levels(image) if self.normalize_contrast else IDENTITY_LEVELS
         if self.quantized:
             tensor = cv2.LUT(image, levels.astype(np.uint8))[None]
         else:

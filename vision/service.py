@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,8 +30,9 @@ SERVICE_NAME = "vision"
 PRUNE_EVERY_S = 600.0
 
 
-def load_detector(settings: Settings) -> PersonDetector:
-    """The configured model, checked: a known name from the cache, or a site's own file with its sha256."""
+def resolve_model(settings: Settings) -> tuple[Path, DecodeParams]:
+    """The configured model's file, checked, and how to decode it: a known name from the cache, or a site's
+    own file with its sha256."""
     vision = settings.vision
     if vision.model in MODELS:
         path = verified(vision.model)
@@ -44,9 +46,8 @@ def load_detector(settings: Settings) -> PersonDetector:
             raise ModelError(f"vision.model: {path} does not match vision.model_sha256")
         params = DecodeParams("postprocess", person_class=vision.person_class, threshold=0.5)
     if vision.threshold is not None:
-        params = DecodeParams(params.decoder, params.input_size, params.letterbox, params.person_class,
-                              vision.threshold, params.nms_iou, params.box_scales)
-    return PersonDetector(path, params, threads=vision.threads, normalize_contrast=vision.normalize_contrast)
+        params = replace(params, threshold=vision.threshold)
+    return path, params
 
 
 class VisionService:
@@ -67,12 +68,11 @@ class VisionService:
         self.producer.publish(*facts)
 
     def _camera_state(self, cam_id: str, online: bool, reason: str) -> None:
-        source = f"{SERVICE_NAME}/{cam_id}"
-        device = f"{SERVICE_NAME}/{cam_id}"
+        source = f"{SERVICE_NAME}/{cam_id}"  # the camera is both the fact's source and the device it is about
         if online:
-            self.publish(DeviceCameOnline(site=self.site, source=source, device_id=device, device_type="camera"))
+            self.publish(DeviceCameOnline(site=self.site, source=source, device_id=source, device_type="camera"))
         else:
-            self.publish(DeviceWentOffline(site=self.site, source=source, device_id=device, device_type="camera",
+            self.publish(DeviceWentOffline(site=self.site, source=source, device_id=source, device_type="camera",
                                            reason=reason))
 
     def _fact_of(self, cam_id: str, cam: CameraSettings, watch: DoorWatch, counted: Counted) -> Event:
@@ -96,14 +96,8 @@ class VisionService:
         return PersonEntered(site=self.site, source=source, door=cam.door, camera=cam_id,
                              track_id=crossing.track_id, snapshot=snapshot, occurred_at=when)
 
-    def _watch_camera(self, cam_id: str, cam: CameraSettings, stop: threading.Event) -> None:
-        try:
-            detector = load_detector(self.settings)
-        except Exception as err:  # checked at start, so this is rare: say so, and show the camera as down
-            logger.exception("camera %s: no detector", cam_id)
-            self.errors += 1
-            self._camera_state(cam_id, False, f"no detector: {err}")
-            return
+    def _watch_camera(self, cam_id: str, cam: CameraSettings, detector: PersonDetector,
+                      stop: threading.Event) -> None:
         watch = DoorWatch(cam, self.vision, detector)
         self.watches[cam_id] = watch
         camera = Camera(cam.url, loop=cam.loop, width=cam.width, rotate=cam.rotate,
@@ -139,14 +133,21 @@ class VisionService:
     def run(self, stop: threading.Event) -> None:
         """Run every camera until `stop` is set."""
         logger.info("vision service: %d cameras, model %s", len(self.vision.cameras), self.vision.model)
+        detectors: dict[str, PersonDetector] = {}
         if self.vision.cameras:
+            # One interpreter per camera thread (they are not thread-safe), all from one checked file; a missing
+            # or wrong model stops the start, saying what to do.
             try:
-                load_detector(self.settings)  # a missing or wrong model stops the start, saying what to do
+                path, params = resolve_model(self.settings)
+                for cam_id in self.vision.cameras:
+                    detectors[cam_id] = PersonDetector(path, params, threads=self.vision.threads,
+                                                       normalize_contrast=self.vision.normalize_contrast)
             except (ModelError, ValueError, RuntimeError, ImportError) as err:
                 raise ServiceCannotStart(f"vision.model: {err}") from err
         self.producer.start()
-        threads = [threading.Thread(target=self._watch_camera, args=(cam_id, cam, stop), name=f"vision-{cam_id}",
-                                    daemon=True) for cam_id, cam in self.vision.cameras.items()]
+        threads = [threading.Thread(target=self._watch_camera, args=(cam_id, cam, detectors[cam_id], stop),
+                                    name=f"vision-{cam_id}", daemon=True)
+                   for cam_id, cam in self.vision.cameras.items()]
         for thread in threads:
             thread.start()
         try:

@@ -47,6 +47,20 @@ def _cardholders() -> dict[str, Any]:
     ]}
 
 
+def _start_badge(tmp_path: Path, port: int, pair: SerialPair, service_factory: Callable[[Path, str], ServiceProcess],
+                 client_factory: Callable[[int], MqttClient]) -> tuple[MqttClient, ServiceProcess, Path]:
+    """Publish the cardholder list, start the badge service on `pair`, wait until it follows the list;
+    returns a watcher of the facts, the service and its config."""
+    watcher = client_factory(port)
+    watcher.subscribe(topics.facts_filter(SITE))
+    client_factory(port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
+                                        json.dumps(_cardholders()), qos=1, retain=True).wait_for_publish(5)
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", port, None, badge=_badge_config(pair.link))
+    service = service_factory(config, "badge")
+    wait_until(lambda: "cardholder list replaced" in service.output(), DEADLINE_S, "the cardholder list")
+    return watcher, service, config
+
+
 class Rig:
     def __init__(self, pair: SerialPair, controller: SimulatedController, watcher: MqttClient,
                  service: ServiceProcess) -> None:
@@ -70,17 +84,9 @@ def rig(tmp_path: Path, mqtt_broker: MosquittoBroker, serial_pty: Callable[[str]
         controller.set_input(InputKind.DOOR_CONTACT, index, False)
     controller.set_input(InputKind.TAMPER, 0, False)
     controller.start()
-    watcher = client_factory(mqtt_broker.port)
-    watcher.subscribe(topics.facts_filter(SITE))
-    admin = client_factory(mqtt_broker.port)
-    admin.client.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(_cardholders()), qos=1,
-                         retain=True).wait_for_publish(5)
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
-                          badge=_badge_config(pair.link))
-    service = service_factory(config, "badge")
+    watcher, service, _ = _start_badge(tmp_path, mqtt_broker.port, pair, service_factory, client_factory)
     rig = Rig(pair, controller, watcher, service)
     rig.wait_fact("device_came_online")
-    wait_until(lambda: "cardholder list replaced" in service.output(), DEADLINE_S, "the cardholder list")
     yield rig
     controller.stop()
 
@@ -305,14 +311,7 @@ def test_after_a_service_restart_the_controller_still_carries_out_unlocks(
     status request must be answered and the next grant must unlock."""
     pair, sim = controller
     sim.start()
-    watcher = client_factory(mqtt_broker.port)
-    watcher.subscribe(topics.facts_filter(SITE))
-    client_factory(mqtt_broker.port).client.publish(topics.config_topic(SITE, "badge", "cardholders"),
-                                                    json.dumps(_cardholders()), qos=1, retain=True).wait_for_publish(5)
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
-                          badge=_badge_config(pair.link))
-    badge = service_factory(config, "badge")
-    wait_until(lambda: "cardholder list replaced" in badge.output(), DEADLINE_S, "the cardholder list")
+    watcher, badge, config = _start_badge(tmp_path, mqtt_broker.port, pair, service_factory, client_factory)
     sim.swipe(0, encode("H10301", 10, 100))
     assert sim.wait_for_command(Unlock) is not None
     wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the first grant")
@@ -361,15 +360,7 @@ def test_firmware_older_than_host_hello_still_unlocks_and_is_logged_once_without
     sim = SimulatedController(pair.master, knows_host_hello=False)
     sim.start()
     try:
-        watcher = client_factory(mqtt_broker.port)
-        watcher.subscribe(topics.facts_filter(SITE))
-        client_factory(mqtt_broker.port).client.publish(
-            topics.config_topic(SITE, "badge", "cardholders"), json.dumps(_cardholders()), qos=1,
-            retain=True).wait_for_publish(5)
-        config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
-                              badge=_badge_config(pair.link))
-        badge = service_factory(config, "badge")
-        wait_until(lambda: "cardholder list replaced" in badge.output(), DEADLINE_S, "the cardholder list")
+        watcher, badge, _ = _start_badge(tmp_path, mqtt_broker.port, pair, service_factory, client_factory)
         sim.swipe(0, encode("H10301", 10, 100))
         assert sim.wait_for_command(Unlock) is not None
         wait_until(lambda: _facts(watcher, "access_granted"), DEADLINE_S, "the grant")

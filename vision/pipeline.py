@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -21,12 +22,11 @@ from vision.motion import MotionGate
 from vision.tracking import Track, Tracker
 
 
-class Detects:
+class Detects(Protocol):
     """What the pipeline needs of a detector (vision.detector.PersonDetector)."""
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """People in the frame."""
-        raise NotImplementedError
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,15 +49,24 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int = 50) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first."""
-    order = np.argsort(-scores)
+def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold: float, max_out: int = 50
+        ) -> list[int]:
+    """Indices of the boxes (x1, y1, x2, y2) kept by greedy non-maximum suppression, best score first: a box is
+    kept when it overlaps no better kept box by more than `iou_threshold`. Plain Python: a frame has a few dozen
+    candidates at most, where numpy's per-call cost would be most of the time."""
     keep: list[int] = []
-    while order.size and len(keep) < max_out:
-        best = int(order[0])
-        keep.append(best)
-        if order.size == 1:
-            break
-        overlap = iou_matrix(boxes[best:best + 1], boxes[order[1:]])[0]
-        order = order[1:][overlap <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    kept: list[tuple[float, float, float, float, float]] = []
+    for i in sorted(range(len(scores)), key=lambda k: -scores[k]):
+        x1, y1, x2, y2 = boxes[i]
+        area = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        for kx1, ky1, kx2, ky2, karea in kept:
+            inter = max(0.0, min(x2, kx2) - max(x1, kx1)) * max(0.0, min(y2, ky2) - max(y1, ky1))
+            union = area + karea - inter
+            if union > 0 and inter / union > iou_threshold:
+                break
+        else:
+            keep.append(i)
+            kept.append((x1, y1, x2, y2, area))
+            if len(keep) == max_out:
+                break
+    return keep

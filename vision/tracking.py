@@ -20,13 +20,14 @@ for a minute therefore keeps their id when the next detector run sees them.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
-from vision.boxes import Detection, iou_matrix
+from vision.boxes import Detection
 
 Anchor = Literal["center", "foot"]
 
@@ -91,11 +92,15 @@ class _State:
         self.history.append((clock, *det.center))
         while len(self.history) > 2 and clock - self.history[0][0] > VELOCITY_WINDOW_S:
             self.history.popleft()
-        ts, xs, ys = (np.array(column) for column in zip(*self.history, strict=True))
-        spread = float(np.sum((ts - ts.mean()) ** 2))
+        # plain Python: at most HISTORY_MAX points, where numpy's per-call cost would dominate
+        n = len(self.history)
+        mt = sum(h[0] for h in self.history) / n
+        mx = sum(h[1] for h in self.history) / n
+        my = sum(h[2] for h in self.history) / n
+        spread = sum((h[0] - mt) ** 2 for h in self.history)
         if spread > 0:
-            self.vx = float(np.sum((ts - ts.mean()) * (xs - xs.mean())) / spread)
-            self.vy = float(np.sum((ts - ts.mean()) * (ys - ys.mean())) / spread)
+            self.vx = sum((h[0] - mt) * (h[1] - mx) for h in self.history) / spread
+            self.vy = sum((h[0] - mt) * (h[2] - my) for h in self.history) / spread
 
     def snapshot(self, clock: float) -> Track:
         missed = clock - self.seen_clock
@@ -110,6 +115,7 @@ def min_cost_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
         return []
     if n > m:
         return sorted((r, c) for c, r in min_cost_assignment(cost.T))
+    rows = cost.tolist()  # element access on lists, not numpy scalars
     inf = float("inf")
     u, v = [0.0] * (n + 1), [0.0] * (m + 1)
     owner, way = [0] * (m + 1), [0] * (m + 1)
@@ -121,7 +127,7 @@ def min_cost_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
             r, delta, nxt = owner[col], inf, 0
             for j in range(1, m + 1):
                 if not used[j]:
-                    reduced = float(cost[r - 1, j - 1]) - u[r] - v[j]
+                    reduced = rows[r - 1][j - 1] - u[r] - v[j]
                     if reduced < slack[j]:
                         slack[j], way[j] = reduced, col
                     if slack[j] < delta:
@@ -188,16 +194,26 @@ class Tracker:
     def _match(self, detections: list[Detection]) -> list[tuple[int, int]]:
         if not self._states or not detections:
             return []
-        pred = [s.predicted(self._clock) for s in self._states]
-        pa = np.array([[b.x1, b.y1, b.x2, b.y2] for b in pred], dtype=np.float64)
-        da = np.array([[b.x1, b.y1, b.x2, b.y2] for b in detections], dtype=np.float64)
-        iou = iou_matrix(pa, da).astype(np.float64)
-        pc = (pa[:, :2] + pa[:, 2:]) / 2
-        dc = (da[:, :2] + da[:, 2:]) / 2
-        heights = ((pa[:, 3] - pa[:, 1])[:, None] + (da[:, 3] - da[:, 1])[None, :]) / 2
-        dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / np.maximum(heights, 1.0)
-        elapsed = np.array([self._clock - s.seen_clock for s in self._states])
-        radius = JITTER_H + self.max_jump * elapsed[:, None]
-        allowed = (iou >= self.iou_gate) & (dist <= radius)
-        cost = np.where(allowed, dist + 1.0 - iou, GATED_COST)
-        return [(s, d) for s, d in min_cost_assignment(cost) if allowed[s, d]]
+        # Plain Python: a door sees a handful of people, where numpy's per-call cost (highest right after an
+        # invoke has flushed the caches) would be most of the time.
+        cost: list[list[float]] = []
+        allowed: list[list[bool]] = []
+        for state in self._states:
+            p = state.predicted(self._clock)
+            p_area = max(0.0, p.x2 - p.x1) * max(0.0, p.y2 - p.y1)
+            pcx, pcy = (p.x1 + p.x2) / 2, (p.y1 + p.y2) / 2
+            radius = JITTER_H + self.max_jump * (self._clock - state.seen_clock)
+            cost_row: list[float] = []
+            allowed_row: list[bool] = []
+            for d in detections:
+                inter = max(0.0, min(p.x2, d.x2) - max(p.x1, d.x1)) * max(0.0, min(p.y2, d.y2) - max(p.y1, d.y1))
+                union = p_area + (d.x2 - d.x1) * (d.y2 - d.y1) - inter
+                iou = inter / union if union > 0 else 0.0
+                height = max(((p.y2 - p.y1) + (d.y2 - d.y1)) / 2, 1.0)
+                dist = math.hypot(pcx - (d.x1 + d.x2) / 2, pcy - (d.y1 + d.y2) / 2) / height
+                ok = iou >= self.iou_gate and dist <= radius
+                allowed_row.append(ok)
+                cost_row.append(dist + 1.0 - iou if ok else GATED_COST)
+            cost.append(cost_row)
+            allowed.append(allowed_row)
+        return [(s, d) for s, d in min_cost_assignment(np.array(cost)) if allowed[s][d]]

@@ -40,11 +40,13 @@ demo: $(VENV)/.installed-demo
 	$(VENV)/bin/sitewarden demo $(if $(DURATION),--duration $(DURATION))
 
 # Debian packages the tests use: a real mosquitto broker, and Chromium for the kiosk's browser tests
-# (Playwright drives /usr/bin/chromium; it cannot download its own browser here). Installed when root.
+# (Playwright drives /usr/bin/chromium; it cannot download its own browser here), and libpcap0.8, which
+# scapy needs to compile netmon's capture filters. Installed when root.
 test-system-deps:
 	@missing=""; \
 	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then missing="$$missing mosquitto openssl"; fi; \
 	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if ! ls /usr/lib/*/libpcap.so.0.8 >/dev/null 2>&1; then missing="$$missing libpcap0.8"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo ">> installing$$missing (Debian packages) for the tests"; \

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from edge.config_base import DoorId, ExistingFile, SecretFile, Section, _readable_file, read_secret
+from edge.config_netmon import NetmonSettings
 from edge.config_vision import VisionSettings
 from edge.topics import NAME_PATTERN
 
@@ -423,6 +424,8 @@ class Settings(BaseSettings):
                                  "console.")
     vision: VisionSettings = Field(default_factory=VisionSettings, description="The vision service (cameras, "
                                    "person detection, door-line counts).")
+    netmon: NetmonSettings = Field(default_factory=NetmonSettings, description="The netmon service (passive "
+                                   "capture, Wi-Fi/LAN/VPN detectors, device inventory).")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @classmethod

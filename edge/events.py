@@ -235,6 +235,118 @@ class HeartbeatSent(Event):
     interval_s: float = Field(gt=0, description="Seconds until the next heartbeat.")
 
 
+class NetworkFinding(Event):
+    """Base of what netmon reports: where it was seen, the packets behind it, and their evidence."""
+
+    interface: str = Field(description="Capture source: an interface name, or `replay:<file>`.")
+    signature: str = Field(description="Kismet-style name of what was matched, e.g. `APSPOOF`, `DEAUTHFLOOD`.")
+    packets: list[str] = Field(default=[], max_length=16, description="One-line summaries of the triggering "
+                               "packets (headers only).")
+    evidence: str | None = Field(default=None, description="pcap snippet (payloads cut to the headers), as a path "
+                                 "under the data directory.")
+
+
+class RogueAccessPointSeen(NetworkFinding):
+    """A corporate SSID from a BSSID not on its list, on an unexpected channel or with weaker security."""
+
+    kind: Literal["rogue_access_point_seen"] = "rogue_access_point_seen"
+    ssid: str = Field(description="The SSID it broadcast.")
+    bssid: str = Field(description="Its BSSID.")
+    channel: int = Field(ge=0, description="Channel it was heard on (0: unknown).")
+    security: str = Field(description="Security it offered (open, wep, wpa, wpa2, wpa2/wpa3, wpa3, ...).")
+    reasons: list[str] = Field(min_length=1, description="Why it is rogue: unknown bssid, channel, weaker security.")
+
+
+class LookalikeSsidSeen(NetworkFinding):
+    """An SSID that imitates a corporate name (homoglyphs, one edit away, the name inside another)."""
+
+    kind: Literal["lookalike_ssid_seen"] = "lookalike_ssid_seen"
+    ssid: str = Field(description="The look-alike SSID.")
+    bssid: str = Field(description="Its BSSID.")
+    resembles: str = Field(description="The corporate SSID it resembles.")
+
+
+class DeauthFloodSeen(NetworkFinding):
+    """Deauthentication/disassociation frames for one BSSID far above its usual rate."""
+
+    kind: Literal["deauth_flood_seen"] = "deauth_flood_seen"
+    bssid: str = Field(description="BSSID the frames name.")
+    frames: int = Field(ge=1, description="Frames in the window.")
+    window_s: float = Field(gt=0, description="Window length in seconds.")
+    baseline_per_s: float = Field(ge=0, description="The BSSID's usual rate before the flood, frames per second.")
+    broadcast: bool = Field(description="Some frames went to the broadcast address (every client at once).")
+
+
+class AttackToolSeen(NetworkFinding):
+    """A known attack tool's fingerprint (e.g. a pwnagotchi's beacon)."""
+
+    kind: Literal["attack_tool_seen"] = "attack_tool_seen"
+    tool: str = Field(description="Which tool.")
+    mac: str = Field(description="MAC address it used.")
+
+
+class StationSeen(NetworkFinding):
+    """A MAC address seen on the LAN for the first time (not in the inventory)."""
+
+    kind: Literal["station_seen"] = "station_seen"
+    mac: str = Field(description="The station's MAC address.")
+    vendor: str | None = Field(default=None, description="Vendor from the MAC's OUI, when registered.")
+    ip: str | None = Field(default=None, description="IPv4 address it used, when seen.")
+    learning: bool = Field(description="Seen in learning mode: recorded as known, not reported.")
+
+
+class ArpSpoofingSeen(NetworkFinding):
+    """An IP whose MAC keeps changing, a protected IP claimed by another MAC, or a gratuitous ARP storm."""
+
+    kind: Literal["arp_spoofing_seen"] = "arp_spoofing_seen"
+    ip: str | None = Field(default=None, description="The contested IPv4 address (none for a storm).")
+    macs: list[str] = Field(min_length=1, description="The MACs involved, newest last.")
+    reason: str = Field(description="flip-flop, protected address, or gratuitous storm.")
+
+
+class RogueDhcpServerSeen(NetworkFinding):
+    """A DHCP offer or ack from a server not on the site's list."""
+
+    kind: Literal["rogue_dhcp_server_seen"] = "rogue_dhcp_server_seen"
+    server_ip: str = Field(description="The server's address (its server identifier option, else the source).")
+    server_mac: str = Field(description="The MAC it sent from.")
+    offered_ip: str = Field(description="The address it offered.")
+
+
+class VpnBypassSeen(NetworkFinding):
+    """An agent machine talking to the internet outside an approved tunnel."""
+
+    kind: Literal["vpn_bypass_seen"] = "vpn_bypass_seen"
+    agent_ip: str = Field(description="The agent machine's address.")
+    destination: str = Field(description="Internet address it reached, `ip:port/proto`.")
+
+
+class PersonalVpnSeen(NetworkFinding):
+    """A VPN tunnel (recognised by its packets) from an agent machine to an endpoint that is not approved."""
+
+    kind: Literal["personal_vpn_seen"] = "personal_vpn_seen"
+    agent_ip: str = Field(description="The agent machine's address.")
+    endpoint: str = Field(description="Tunnel endpoint, `ip:port/proto`.")
+    protocol: str = Field(description="wireguard, openvpn, ike or esp.")
+
+
+class VpnTunnelWentDown(NetworkFinding):
+    """An approved tunnel fell silent."""
+
+    kind: Literal["vpn_tunnel_went_down"] = "vpn_tunnel_went_down"
+    agent_ip: str = Field(description="The agent machine's address.")
+    concentrator: str = Field(description="The concentrator's address.")
+    silent_s: float = Field(ge=0, description="Seconds since its last packet.")
+
+
+class VpnTunnelCameUp(NetworkFinding):
+    """An approved tunnel that was down carries packets again."""
+
+    kind: Literal["vpn_tunnel_came_up"] = "vpn_tunnel_came_up"
+    agent_ip: str = Field(description="The agent machine's address.")
+    concentrator: str = Field(description="The concentrator's address.")
+
+
 FACT_TYPES: tuple[type[Event], ...] = (
     DoorOpened,
     DoorClosed,
@@ -256,6 +368,17 @@ FACT_TYPES: tuple[type[Event], ...] = (
     WatchlistMatched,
     PersonEntered,
     PersonExited,
+    RogueAccessPointSeen,
+    LookalikeSsidSeen,
+    DeauthFloodSeen,
+    AttackToolSeen,
+    StationSeen,
+    ArpSpoofingSeen,
+    RogueDhcpServerSeen,
+    VpnBypassSeen,
+    PersonalVpnSeen,
+    VpnTunnelWentDown,
+    VpnTunnelCameUp,
 )
 
 Fact = Annotated[
@@ -278,7 +401,18 @@ Fact = Annotated[
     | VisitorOverstayed
     | WatchlistMatched
     | PersonEntered
-    | PersonExited,
+    | PersonExited
+    | RogueAccessPointSeen
+    | LookalikeSsidSeen
+    | DeauthFloodSeen
+    | AttackToolSeen
+    | StationSeen
+    | ArpSpoofingSeen
+    | RogueDhcpServerSeen
+    | VpnBypassSeen
+    | PersonalVpnSeen
+    | VpnTunnelWentDown
+    | VpnTunnelCameUp,
     Field(discriminator="kind"),
 ]
 FACT_ADAPTER: TypeAdapter[Fact] = TypeAdapter(Fact)

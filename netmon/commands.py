@@ -1,0 +1,121 @@
+"""`sitewarden netmon ...`: replay captures for forensics, and the station inventory's CSV import/export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edge.config import load_settings
+
+
+@click.group("netmon")
+def netmon() -> None:
+    """Network monitoring: pcap replay and the station inventory.
+
+    Example: sitewarden netmon replay capture.pcapng
+    """
+
+
+@netmon.command("replay")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--known", "known_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with a 'mac' column of known stations (default: the site's inventory, when it exists).")
+@click.option("--reference", is_flag=True, help="Parse with scapy's full dissection instead of the fast path "
+              "(slow; for checking the fast path).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding instead of text.")
+@click.pass_context
+def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, reference: bool,
+           as_json: bool) -> None:
+    """Run pcap/pcapng files through every detector with the site's netmon settings and print the findings,
+    then the frame counters. Nothing is published or stored.
+
+    Example: sitewarden netmon replay wired.pcap wifi.pcapng --known stations.csv
+    """
+    from netmon.engine import Engine, read_capture
+    from netmon.inventory import Inventory, InventoryError
+
+    settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
+    inventory = Inventory()
+    site_db = settings.data_dir / "netmon" / "inventory.db"
+    try:
+        if known_csv is not None:
+            inventory.import_csv(known_csv.read_text(encoding="utf-8").splitlines())
+        elif site_db.is_file():
+            inventory.import_csv(["mac"] + Inventory(site_db).approved())
+    except InventoryError as err:
+        raise click.ClickException(f"{known_csv}: {err}") from None
+    parse = None
+    if reference:
+        from netmon.reference import parse
+    engine = Engine(settings.netmon, inventory, parse=parse)
+    count = 0
+    for path in files:
+        try:
+            for linktype, ts, frame in read_capture(path):
+                for finding in engine.feed(linktype, ts, frame):
+                    count += 1
+                    _show(finding, path, as_json)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+    c = engine.counters
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(c.reasons.items())) or "none"
+    click.echo(f"{count} findings; frames: {c.received} read, {c.parsed} looked at by a detector, {c.malformed} "
+               f"malformed ({reasons}), {c.suppressed} repeats folded", err=as_json)
+
+
+def _show(finding: object, path: Path, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from netmon.findings import Finding
+
+    assert isinstance(finding, Finding)
+    when = datetime.fromtimestamp(finding.ts, UTC).isoformat(timespec="milliseconds")
+    if as_json:
+        click.echo(json.dumps({"at": when, "kind": finding.kind, "signature": finding.signature,
+                               "file": str(path), **finding.fields}))
+        return
+    details = " ".join(f"{k}={v}" for k, v in finding.fields.items())
+    click.echo(f"{when} {finding.signature:14} {finding.kind}: {details}")
+
+
+@netmon.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV file to write; default standard output.")
+@click.pass_context
+def export(ctx: click.Context, out: Path | None) -> None:
+    """Write the station inventory as CSV (mac, vendor, ip, name, approved, first_seen, last_seen).
+
+    Example: sitewarden netmon export --out stations.csv
+    """
+    from netmon.inventory import Inventory
+
+    settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
+    inventory = Inventory(settings.data_dir / "netmon" / "inventory.db")
+    if out is None:
+        inventory.export_csv(sys.stdout)
+        return
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        n = inventory.export_csv(fh)
+    click.echo(f"{n} stations written to {out}")
+
+
+@netmon.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def import_(ctx: click.Context, csv_file: Path) -> None:
+    """Approve the stations in a CSV (a 'mac' column, optionally 'name'); all rows or none.
+
+    Example: sitewarden netmon import stations.csv
+    """
+    from netmon.inventory import Inventory, InventoryError
+
+    settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
+    inventory = Inventory(settings.data_dir / "netmon" / "inventory.db")
+    try:
+        n = inventory.import_csv(csv_file.read_text(encoding="utf-8").splitlines())
+    except InventoryError as err:
+        raise click.ClickException(f"{csv_file}: {err}; nothing was imported") from None
+    click.echo(f"{n} stations approved from {csv_file}")

@@ -1,0 +1,141 @@
+"""The detector engine: frames in (from live capture or a pcap), findings out, with counters.
+
+Every frame goes through the fast parser, then to the detector that wants its record. A malformed frame is
+counted by reason and logged once per reason; nothing a frame contains can stop the engine. A finding with
+the same key is passed on at most once per `report_every_s` (packet time), so a flood is one finding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.config_netmon import NetmonSettings
+from netmon.findings import Capped, Finding
+from netmon.lan import LanDetector, Stations
+from netmon.packets import (
+    DLT_EN10MB,
+    DLT_IEEE802_11_RADIO,
+    Arp,
+    Beacon,
+    Deauth,
+    Dhcp,
+    Ip,
+    Malformed,
+    Record,
+    parse_ethernet,
+    parse_radiotap,
+)
+from netmon.vpn import VpnDetector
+from netmon.wifi import WifiDetector
+
+logger = logging.getLogger(__name__)
+
+PARSERS: dict[int, Callable[[float, bytes], Record | None]] = {DLT_EN10MB: parse_ethernet,
+                                                                DLT_IEEE802_11_RADIO: parse_radiotap}
+TICK_EVERY_S = 1.0
+
+
+@dataclass
+class Counters:
+    """Frames received, parsed into a record, skipped as malformed (by reason), and findings made."""
+
+    received: int = 0
+    parsed: int = 0
+    malformed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    findings: int = 0
+    suppressed: int = 0
+
+
+class Engine:
+    """All enabled detectors behind one `feed(linktype, ts, frame)`."""
+
+    def __init__(self, settings: NetmonSettings, stations: Stations,
+                 parse: Callable[[int, float, bytes], Record | None] | None = None) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self.wifi = WifiDetector(settings.wifi, settings.max_keys)
+        self.lan = LanDetector(settings.lan, stations, settings.max_keys)
+        self.vpn = VpnDetector(settings.vpn, settings.max_keys)
+        self._reported: Capped[str, float] = Capped(settings.max_keys)
+        self._parse = parse  # the scapy reference path, for parity checks; None: the fast path
+        self._next_tick: float | None = None
+        self._logged: set[str] = set()
+        self._handlers: dict[type, Callable[[Record, bytes], list[Finding]]] = {
+            Arp: self.lan.arp, Dhcp: self.lan.dhcp, Ip: self.vpn.ip, Beacon: self.wifi.beacon,
+            Deauth: self.wifi.deauth}  # type: ignore[dict-item]
+
+    def feed(self, linktype: int, ts: float, frame: bytes) -> list[Finding]:
+        """One captured frame at `ts` (epoch seconds): the findings it completes."""
+        c = self.counters
+        c.received += 1
+        found: list[Finding] = []
+        if self._next_tick is None:
+            self._next_tick = ts + TICK_EVERY_S
+        elif ts >= self._next_tick:
+            found = self.tick(ts)
+        try:
+            record = self._parse(linktype, ts, frame) if self._parse else PARSERS[linktype](ts, frame)
+        except Malformed as err:
+            self._malformed(err.reason, linktype, frame)
+            return found
+        except Exception as err:  # a parser bug must cost one frame, not the service
+            self._malformed(f"parser_error:{type(err).__name__}", linktype, frame)
+            return found
+        if record is None:
+            return found
+        c.parsed += 1
+        made = self._handlers[type(record)](record, frame)
+        if made:
+            found.extend(self._fresh(made))
+        return found
+
+    def tick(self, now: float) -> list[Finding]:
+        """Time-driven checks (tunnels gone silent) at packet time `now`."""
+        self._next_tick = now + TICK_EVERY_S
+        return self._fresh(self.vpn.tick(now))
+
+    def _fresh(self, made: list[Finding]) -> list[Finding]:
+        out = []
+        every = self.settings.report_every_s
+        for finding in made:
+            last = self._reported.get(finding.key)
+            if last is not None and finding.ts - last < every:
+                self.counters.suppressed += 1
+                continue
+            self._reported.put(finding.key, finding.ts)
+            out.append(finding)
+        self.counters.findings += len(out)
+        return out
+
+    def _malformed(self, reason: str, linktype: int, frame: bytes) -> None:
+        self.counters.malformed += 1
+        self.counters.reasons[reason] += 1
+        if reason not in self._logged:  # once per reason: a flood of bad frames must not flood the log
+            self._logged.add(reason)
+            logger.warning("skipping malformed frame (%s, link type %d, %d bytes, first bytes %s); further frames "
+                           "with this fault are only counted", reason, linktype, len(frame), frame[:16].hex())
+
+
+def read_capture(path: Path) -> Iterator[tuple[int, float, bytes]]:
+    """(link type, epoch seconds, frame) for every frame of a pcap or pcapng file."""
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapReader
+
+    try:
+        reader = RawPcapReader(str(path))
+    except (Scapy_Exception, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable pcap/pcapng file ({err})") from err
+    with reader:
+        default = getattr(reader, "linktype", None)
+        for data, meta in reader:
+            linktype = getattr(meta, "linktype", None) or default
+            if hasattr(meta, "sec"):
+                ts = meta.sec + meta.usec / 1e6
+            else:
+                ts = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
+            yield int(linktype), ts, data

@@ -1,0 +1,223 @@
+"""netmon on captures written by the test with scapy: the detectors, the fast path against scapy's own
+dissection, malformed frames, capped state, evidence, the inventory and the replay command."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.config_netmon import NetmonSettings
+from netmon import reference, scenarios
+from netmon.engine import Engine, read_capture
+from netmon.evidence import header_length, summaries, write_snippet
+from netmon.inventory import Inventory, InventoryError
+from netmon.packets import DLT_EN10MB, DLT_IEEE802_11_RADIO, Malformed, parse_ethernet, parse_radiotap
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory) -> tuple[Path, Path]:
+    return scenarios.write_captures(tmp_path_factory.mktemp("captures"))
+
+
+def known_inventory(**kwargs) -> Inventory:
+    inventory = Inventory(**kwargs)
+    inventory.import_csv(["mac"] + scenarios.KNOWN)
+    return inventory
+
+
+def run(paths: list[Path], parse=None, **overrides) -> tuple[Engine, list]:
+    engine = Engine(NetmonSettings(**{**scenarios.SETTINGS, **overrides}), known_inventory(), parse=parse)
+    found = []
+    for path in paths:
+        for linktype, ts, frame in read_capture(path):
+            found += engine.feed(linktype, ts, frame)
+    return engine, found
+
+
+def test_the_wired_capture_gives_exactly_its_findings(captures) -> None:
+    engine, found = run([captures[0]])
+    assert sorted((f.kind, f.key) for f in found) == sorted(scenarios.EXPECTED_WIRED)
+    assert engine.counters.malformed == 0 and engine.counters.received == engine.counters.parsed
+    by_kind = {f.kind: f for f in found}
+    assert by_kind["rogue_dhcp_server_seen"].fields == {"server_ip": "10.0.0.66", "server_mac": "02:00:00:00:00:66",
+                                                        "offered_ip": "10.0.0.51"}
+    laptop = next(f for f in found if f.key == f"station:{scenarios.NEW_LAPTOP}")
+    assert laptop.fields["vendor"].startswith("Apple")
+    protocols = sorted(f.fields["protocol"] for f in found if f.kind == "personal_vpn_seen")
+    assert protocols == ["esp", "ike", "openvpn", "openvpn", "wireguard"]
+
+
+def test_the_wifi_capture_gives_exactly_its_findings(captures) -> None:
+    _, found = run([captures[1]])
+    assert sorted((f.kind, f.key) for f in found) == sorted(scenarios.EXPECTED_WIFI)
+    twin = next(f for f in found if f.fields.get("bssid") == scenarios.EVIL and f.kind == "rogue_access_point_seen")
+    assert len(twin.fields["reasons"]) == 3 and twin.fields["security"] == "open" and twin.fields["channel"] == 11
+    flood = next(f for f in found if f.kind == "deauth_flood_seen")
+    assert flood.signature == "BCASTDISCON" and flood.fields["broadcast"] and len(flood.frames) == 8
+
+
+def test_the_fast_path_and_scapy_agree_on_every_frame(captures) -> None:
+    """The parity the fast path is held to: every record of every test capture equal to scapy's reading."""
+    compared = 0
+    for path in captures:
+        for linktype, ts, frame in read_capture(path):
+            fast = (parse_ethernet if linktype == DLT_EN10MB else parse_radiotap)(ts, frame)
+            assert fast == reference.parse(linktype, ts, frame), frame.hex()
+            compared += fast is not None
+    assert compared > 1000
+    _, fast_found = run(list(captures))
+    _, ref_found = run(list(captures), parse=reference.parse)
+    assert [(f.kind, f.key, f.fields) for f in fast_found] == [(f.kind, f.key, f.fields) for f in ref_found]
+
+
+def test_no_finding_without_agent_subnets_or_corporate_networks(captures) -> None:
+    """Only the allow-lists make rogue APs, look-alikes and VPN findings: an unconfigured box still reports
+    what needs no list (new stations, any DHCP server, ARP flip-flops, deauth floods, attack tools)."""
+    _, found = run(list(captures), wifi={}, vpn={}, lan={})
+    assert {f.kind for f in found} == {"station_seen", "rogue_dhcp_server_seen", "arp_spoofing_seen",
+                                       "deauth_flood_seen", "attack_tool_seen"}
+
+
+def _frames(path: Path) -> list[tuple[int, float, bytes]]:
+    return list(read_capture(path))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), linktype=st.sampled_from([DLT_EN10MB, DLT_IEEE802_11_RADIO]))
+def test_random_bytes_never_raise_and_are_counted(data, linktype) -> None:
+    engine = Engine(NetmonSettings(**scenarios.SETTINGS), Inventory())
+    engine.feed(linktype, 1.0, data)
+    c = engine.counters
+    assert c.received == 1 and c.parsed + c.malformed <= 1
+
+
+def test_truncated_and_corrupted_real_frames_are_counted_not_raised(captures) -> None:
+    rng = random.Random(7)
+    engine = Engine(NetmonSettings(**scenarios.SETTINGS), Inventory())
+    frames = _frames(captures[0]) + _frames(captures[1])
+    for linktype, ts, frame in frames:
+        for cut in (rng.randrange(len(frame)), len(frame) // 2, 13, 30):
+            engine.feed(linktype, ts, frame[:cut])
+        flipped = bytearray(frame)
+        for _ in range(3):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        engine.feed(linktype, ts, bytes(flipped))
+        engine.feed(linktype, ts, frame + bytes(rng.randrange(3000)))  # oversized: trailing junk
+    c = engine.counters
+    assert c.malformed > 1000 and c.received == 6 * len(frames)
+    assert "ethernet_short" in c.reasons and "radiotap_bad_length" in c.reasons
+
+
+def test_a_flood_of_new_macs_keeps_state_capped() -> None:
+    from scapy.layers.l2 import ARP, Ether
+
+    engine = Engine(NetmonSettings(max_keys=100, report_every_s=1), Inventory())
+    for k in range(3000):
+        mac = f"02:{k >> 8:02x}:{k & 0xFF:02x}:00:00:01"
+        frame = bytes(Ether(src=mac) / ARP(hwsrc=mac, psrc=f"10.1.{k >> 8}.{k & 0xFF}", pdst="10.1.0.1"))
+        engine.feed(DLT_EN10MB, k * 0.001, frame)
+    lan = engine.lan
+    assert len(lan.seen) == 100 and len(lan.bindings) == 100 and lan.seen.dropped == 2900
+    assert len(engine._reported) <= 100
+
+
+def test_learning_mode_records_stations_instead_of_reporting_them(captures) -> None:
+    inventory = Inventory(learn_until=scenarios.T0 + 3600)
+    engine = Engine(NetmonSettings(**scenarios.SETTINGS), inventory)
+    stations = [f for _, ts, frame in read_capture(captures[0]) for f in engine.feed(DLT_EN10MB, ts, frame)
+                if f.kind == "station_seen"]
+    assert stations and all(f.fields["learning"] for f in stations)
+    assert scenarios.NEW_LAPTOP in inventory.approved()
+
+
+def test_evidence_keeps_headers_and_drops_payloads(tmp_path) -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import rdpcap
+
+    secret = b"password=hunter2&card=4111111111111111"
+    frame = bytes(Ether() / IP(src="10.20.0.9", dst="93.184.216.34") / TCP(dport=443) / Raw(secret))
+    path = write_snippet(tmp_path / "e.pcap", DLT_EN10MB, [(scenarios.T0, frame)])
+    assert secret[:8] not in path.read_bytes()
+    (packet,) = rdpcap(str(path))
+    assert packet[IP].dst == "93.184.216.34" and packet[TCP].dport == 443
+    assert packet.wirelen == len(frame) and len(bytes(packet)) == header_length(DLT_EN10MB, frame) < len(frame)
+    assert "93.184.216.34" in summaries(DLT_EN10MB, [(scenarios.T0, frame)])[0]
+
+
+def test_inventory_csv_round_trip_and_a_bad_row_imports_nothing(tmp_path) -> None:
+    import io
+
+    inventory = Inventory(tmp_path / "inv.db")
+    assert inventory.import_csv(["mac,name", "AA-BB-CC-00-00-01,front desk", "02:00:00:00:00:02,"]) == 2
+    with pytest.raises(InventoryError, match="line 3: mac 'nope'"):
+        inventory.import_csv(["mac", "02:00:00:00:00:03", "nope"])
+    assert not inventory.knows("02:00:00:00:00:03")
+    out = io.StringIO()
+    assert inventory.export_csv(out) == 2
+    assert "aa:bb:cc:00:00:01,,,front desk,yes" in out.getvalue()
+    assert Inventory(tmp_path / "inv.db").knows("aa:bb:cc:00:00:01")
+
+
+def test_replay_command_prints_the_findings_and_counters(captures, tmp_path) -> None:
+    from edge.cli import cli
+
+    config = tmp_path / "config.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump({"site": {"id": "t"}, "data_dir": str(tmp_path / "data"),
+                                      "netmon": scenarios.SETTINGS}, default_flow_style=False))
+    known = tmp_path / "known.csv"
+    known.write_text("mac\n" + "\n".join(scenarios.KNOWN) + "\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "netmon", "replay", str(captures[0]),
+                                      str(captures[1]), "--known", str(known)])
+    assert result.exit_code == 0, result.output
+    assert "APSPOOF" in result.output and "VPNBYPASS" in result.output
+    n = len(scenarios.EXPECTED_WIRED) + len(scenarios.EXPECTED_WIFI)
+    assert f"{n} findings; frames: 1077 read" in result.output and "0 malformed" in result.output
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all")
+    result = CliRunner().invoke(cli, ["--config", str(config), "netmon", "replay", str(junk)])
+    assert result.exit_code == 1 and "not a readable pcap/pcapng file" in result.output
+
+
+def test_network_rule_turns_findings_into_alerts() -> None:
+    from edge.config import RulesSettings
+    from edge.events import StationSeen, VpnTunnelCameUp, VpnTunnelWentDown
+    from edge.rules.network import NetworkRule
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.raised, self.resolved = [], []
+
+        def raise_alert(self, draft) -> None:
+            self.raised.append(draft)
+
+        def resolve(self, kind, trigger, note) -> None:
+            self.resolved.append((kind, trigger))
+
+    rule, ctx = NetworkRule(RulesSettings()), Ctx()
+    base = {"site": "t", "source": "netmon/eth0", "interface": "eth0"}
+    rule.on_fact(StationSeen(**base, signature="NEWSTATION", mac="02:00:00:00:00:09", learning=True), ctx)
+    assert ctx.raised == []
+    down = VpnTunnelWentDown(**base, signature="VPNTUNNELDOWN", agent_ip="10.20.0.5", concentrator="198.51.100.10",
+                             silent_s=61.0, evidence="netmon/evidence/x.pcap", packets=["a line"])
+    rule.on_fact(down, ctx)
+    (draft,) = ctx.raised
+    assert draft.kind == "vpn_tunnel_down" and [e.kind for e in draft.evidence] == ["pcap", "note"]
+    rule.on_fact(VpnTunnelCameUp(**base, signature="VPNTUNNELUP", agent_ip="10.20.0.5",
+                                 concentrator="198.51.100.10"), ctx)
+    assert ctx.resolved == [("vpn_tunnel_down", down.event_id)]
+
+
+def test_short_frames_raise_malformed_with_a_reason() -> None:
+    with pytest.raises(Malformed, match="ethernet_short"):
+        parse_ethernet(0.0, b"\x00" * 10)
+    with pytest.raises(Malformed, match="radiotap_version"):
+        parse_radiotap(0.0, b"\x01" + b"\x00" * 20)

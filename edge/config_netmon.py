@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 
 from edge.config_base import Section
 
@@ -92,8 +92,9 @@ class NetmonSettings(Section):
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Pcap snippets.")
     evidence_dir: Path | None = Field(default=None, description="Where pcap snippets go; default "
                                       "<data_dir>/netmon/evidence.")
-    learn_until: str | None = Field(default=None, description="ISO date/time (UTC) until which new stations are "
-                                    "learned into the inventory instead of reported; none: enforcing.")
+    learn_until: AwareDatetime | None = Field(default=None, description="ISO date/time with zone until which new "
+                                              "stations are learned into the inventory instead of reported; none: "
+                                              "enforcing.")
     mac_retention_days: float = Field(default=90.0, gt=0, description="Stations not seen for this long are "
                                       "removed from the inventory unless approved.")
     report_every_s: float = Field(default=300.0, gt=0, description="A finding with the same key is reported at "

@@ -38,7 +38,8 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
     from netmon.inventory import Inventory, InventoryError
 
     settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
-    inventory = Inventory()
+    until = settings.netmon.learn_until
+    inventory = Inventory(learn_until=until.timestamp() if until else None)
     site_db = settings.data_dir / "netmon" / "inventory.db"
     try:
         if known_csv is not None:

@@ -4,10 +4,10 @@ summary of each (scapy's, the deep look at the few frames a detector flagged), a
 from __future__ import annotations
 
 import struct
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge.retention import prune_files
 from netmon.packets import DLT_EN10MB, DLT_IEEE802_11_RADIO, Malformed, parse_ethernet
 
 PCAP_MAGIC = 0xA1B2C3D4
@@ -85,20 +85,4 @@ def summaries(linktype: int, frames: list[tuple[float, bytes]]) -> list[str]:
 
 def prune(folder: Path, max_age_s: float, max_bytes: int, now: float | None = None) -> int:
     """Delete snippets older than `max_age_s`, then the oldest until they fit in `max_bytes`; returns count."""
-    now = time.time() if now is None else now
-    files = []
-    for path in folder.rglob("*.pcap"):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        files.append((st.st_mtime, st.st_size, path))
-    files.sort()
-    total = sum(size for _, size, _ in files)
-    removed = 0
-    for mtime, size, path in files:
-        if now - mtime > max_age_s or total > max_bytes:
-            path.unlink(missing_ok=True)
-            total -= size
-            removed += 1
-    return removed
+    return prune_files(folder, "*.pcap", max_age_s, max_bytes, now)

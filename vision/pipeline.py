@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge.config_vision import CameraSettings, VisionSettings
+from edge.retention import prune_files
 from vision.boxes import Detection
 from vision.doorline import Crossing, DoorLine, LineCounter
 from vision.motion import MotionGate
@@ -140,20 +141,4 @@ def save_snapshot(image: np.ndarray, folder: Path, camera: str, track_id: int) -
 
 def prune_snapshots(folder: Path, max_age_s: float, max_bytes: float, now: float | None = None) -> int:
     """Delete snapshots older than `max_age_s`, then the oldest until they fit in `max_bytes`; returns count."""
-    now = time.time() if now is None else now
-    files = []
-    for path in folder.rglob("*.jpg"):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # deleted meanwhile
-            continue
-        files.append((stat.st_mtime, stat.st_size, path))
-    files.sort(key=lambda f: f[0])
-    removed = 0
-    total = sum(size for _, size, _ in files)
-    for mtime, size, path in files:
-        if now - mtime > max_age_s or total > max_bytes:
-            path.unlink(missing_ok=True)
-            total -= size
-            removed += 1
-    return removed
+    return prune_files(folder, "*.jpg", max_age_s, max_bytes, now)

@@ -127,7 +127,6 @@ class PersonDetector:
         self.input_size = int(self.input["shape"][1])
         self.quantized = self.input["dtype"] == np.uint8
         self.times = StageTimes()
-        self._raw_indices: tuple[int, int] | None = None
         self._threshold_logit = float(np.log(params.threshold / (1.0 - params.threshold)))
         if params.decoder == "ssd":
             self.anchors = ssd_anchors(self.input_size)
@@ -137,6 +136,9 @@ class PersonDetector:
             self.anchors = np.zeros((0, 4), np.float32)
         if params.decoder != "postprocess":
             self._check_anchor_count()
+            # which output holds the box encodings (4 or 12 per anchor) and which the class logits
+            enc = next(o["index"] for o in self.outputs if o["shape"][-1] in (4, 12))
+            self._raw_indices = (enc, next(o["index"] for o in self.outputs if o["index"] != enc))
 
     def _check_anchor_count(self) -> None:
         counts = {int(np.prod(o["shape"][1:-1])) for o in self.outputs}
@@ -144,10 +146,9 @@ class PersonDetector:
             raise ValueError(f"model outputs {sorted(counts)} boxes but the {self.params.decoder} decoder made "
                              f"{len(self.anchors)} anchors: wrong decoder for this model?")
 
-    def preprocess(self, frame_bgr: np.ndarray, out: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-        """The input tensor (written into `out` when given), and how to map its [0, 1] coordinates back to the
-        frame (sx, sy, ox, oy)."""
+    def preprocess(self, frame_bgr: np.ndarray, out: np.ndarray) -> tuple[float, float, float, float]:
+        """Write the input tensor into `out` (1 x size x size x 3); returns how to map its [0, 1] coordinates
+        back to the frame (sx, sy, ox, oy)."""
         h, w = frame_bgr.shape[:2]
         size = self.input_size
         if self.params.letterbox:
@@ -163,10 +164,8 @@ class PersonDetector:
             mapping = (float(w), float(h), 0.0, 0.0)
         # one lookup does the stretch and the model's input scaling
         table = input_table(*(contrast_range(image) if self.normalize_contrast else (0, 255)), self.quantized)
-        if out is None:
-            return cv2.LUT(image, table)[None], mapping
         cv2.LUT(image, table, dst=out[0])
-        return out, mapping
+        return mapping
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """People in the frame, best first."""
@@ -174,7 +173,7 @@ class PersonDetector:
         # The lookup writes straight into the interpreter's input tensor (no set_tensor copy); the view must be
         # gone before invoke(), which refuses to run while Python holds one.
         view = self.interpreter.tensor(self.input["index"])()
-        mapping = self.preprocess(frame_bgr, out=view)[1]
+        mapping = self.preprocess(frame_bgr, view)
         del view
         t1 = time.perf_counter()
         self.interpreter.invoke()
@@ -218,10 +217,6 @@ class PersonDetector:
 
     def _raw_outputs(self) -> tuple[np.ndarray, np.ndarray]:
         """Box encodings and class logits of the last invoke, one row per anchor."""
-        if self._raw_indices is None:
-            shapes = {o["index"]: o["shape"][-1] for o in self.outputs}
-            enc = next(i for i, last in shapes.items() if last in (4, 12))
-            self._raw_indices = (enc, next(i for i in shapes if i != enc))
         n = len(self.anchors)
         return (self.interpreter.get_tensor(self._raw_indices[0]).reshape(n, -1),
                 self.interpreter.get_tensor(self._raw_indices[1]).reshape(n, -1))

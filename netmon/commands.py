@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from edge.config import load_settings
+
+if TYPE_CHECKING:
+    from netmon.findings import Finding
 
 
 @click.group("netmon")
@@ -67,12 +71,9 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
                f"malformed ({reasons}), {c.suppressed} repeats folded", err=as_json)
 
 
-def _show(finding: object, path: Path, as_json: bool) -> None:
+def _show(finding: Finding, path: Path, as_json: bool) -> None:
     from datetime import UTC, datetime
 
-    from netmon.findings import Finding
-
-    assert isinstance(finding, Finding)
     when = datetime.fromtimestamp(finding.ts, UTC).isoformat(timespec="milliseconds")
     if as_json:
         click.echo(json.dumps({"at": when, "kind": finding.kind, "signature": finding.signature,

@@ -1,5 +1,6 @@
-"""Evidence for an alert: the triggering frames as a small pcap with payloads cut to the headers, a one-line
-summary of each (scapy's, the deep look at the few frames a detector flagged), and the retention sweep."""
+"""Evidence for an alert: the triggering frames as a small pcap with payloads cut to the headers, and a
+one-line summary of each (scapy's, the deep look at the few frames a detector flagged). Old snippets go with
+`edge.retention.prune_files`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.retention import prune_files
 from netmon.packets import DLT_EN10MB, DLT_IEEE802_11_RADIO, Malformed, parse_ethernet
 
 PCAP_MAGIC = 0xA1B2C3D4
@@ -81,8 +81,3 @@ def summaries(linktype: int, frames: list[tuple[float, bytes]]) -> list[str]:
             text = f"undissectable frame ({type(err).__name__})"
         lines.append(f"{stamp} {text}"[:300])
     return lines
-
-
-def prune(folder: Path, max_age_s: float, max_bytes: int, now: float | None = None) -> int:
-    """Delete snippets older than `max_age_s`, then the oldest until they fit in `max_bytes`; returns count."""
-    return prune_files(folder, "*.pcap", max_age_s, max_bytes, now)

@@ -165,6 +165,17 @@ def test_inventory_csv_round_trip_and_a_bad_row_imports_nothing(tmp_path) -> Non
     assert Inventory(tmp_path / "inv.db").knows("aa:bb:cc:00:00:01")
 
 
+def test_unapproved_stations_leave_the_inventory_after_the_retention_period(tmp_path) -> None:
+    inventory = Inventory(tmp_path / "inv.db")
+    inventory.import_csv(["mac", "02:00:00:00:00:01"], now=1000.0)
+    inventory.record_station("02:00:00:00:00:02", None, "10.0.0.2", 1000.0, approved=False)
+    inventory.record_station("02:00:00:00:00:03", None, None, 5000.0, approved=False)
+    assert inventory.prune(max_age_s=3000, now=6000.0) == 1
+    assert not inventory.knows("02:00:00:00:00:02")
+    assert inventory.knows("02:00:00:00:00:01") and inventory.knows("02:00:00:00:00:03")
+    assert not Inventory(tmp_path / "inv.db").knows("02:00:00:00:00:02")
+
+
 def test_replay_command_prints_the_findings_and_counters(captures, tmp_path) -> None:
     from edge.cli import cli
 

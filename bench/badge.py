@@ -62,6 +62,20 @@ def start_badge(workdir: Path, broker_port: int, doors: dict[str, Path]) -> subp
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def watch_facts(port: int, on_message) -> mqtt.Client:
+    """A client on the broker that hands every fact to `on_message`, after publishing the one cardholder (Ann,
+    credential 12:100) the badge service decides against."""
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = on_message
+    watcher.connect("127.0.0.1", port)
+    watcher.loop_start()
+    watcher.subscribe(topics.facts_filter(SITE), qos=1)
+    holders = {"version": "1", "cardholders": [{"id": "ann", "credential": "12:100"}]}
+    watcher.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(holders), qos=1,
+                    retain=True).wait_for_publish(5)
+    return watcher
+
+
 def concurrent(doors: int, rounds: int, workdir: Path) -> tuple[list[float], list[float]]:
     """`doors` controllers on their own ptys; each round every one of them reads the same card at once.
 
@@ -88,14 +102,7 @@ def concurrent(doors: int, rounds: int, workdir: Path) -> tuple[list[float], lis
                 online.add(fact["device_id"])
             cond.notify_all()
 
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = on_message
-    watcher.connect("127.0.0.1", broker.port)
-    watcher.loop_start()
-    watcher.subscribe(topics.facts_filter(SITE), qos=1)
-    holders = {"version": "1", "cardholders": [{"id": "ann", "credential": "12:100"}]}
-    watcher.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(holders), qos=1,
-                    retain=True).wait_for_publish(5)
+    watcher = watch_facts(broker.port, on_message)
     proc = start_badge(workdir, broker.port, {name: pair.link for name, pair in pairs.items()})
     decided: list[float] = []
     unlocked: list[float] = []
@@ -147,14 +154,7 @@ def end_to_end(swipes: int, workdir: Path) -> tuple[list[float], list[float]]:
                 granted[len(granted)] = time.perf_counter()
                 cond.notify_all()
 
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = on_message
-    watcher.connect("127.0.0.1", broker.port)
-    watcher.loop_start()
-    watcher.subscribe(topics.facts_filter(SITE), qos=1)
-    holders = {"version": "1", "cardholders": [{"id": "ann", "credential": "12:100"}]}
-    watcher.publish(topics.config_topic(SITE, "badge", "cardholders"), json.dumps(holders), qos=1,
-                    retain=True).wait_for_publish(5)
+    watcher = watch_facts(broker.port, on_message)
     proc = start_badge(workdir, broker.port, {"front": pair.link})
     decided: list[float] = []
     unlocked: list[float] = []

@@ -233,43 +233,39 @@ def test_key_is_provisioned_on_a_reader_in_install_mode(osdp_reader: Callable[..
         bus.stop()
 
 
-def test_config_refuses_a_reader_without_enforced_secure_channel(tmp_path: Path) -> None:
+def config_error(tmp_path: Path, badge_yaml: str) -> str:
+    """The ConfigError text for a config whose `badge:` section is `badge_yaml`, where `{key}` names a real
+    key file (lobby.key)."""
     key = tmp_path / "lobby.key"
     key.write_text(KEY.hex())
     config = tmp_path / "c.yaml"
-    config.write_text(f"""site: {{id: s}}
-badge:
-  osdp:
+    config.write_text("site: {id: s}\nbadge:\n" + badge_yaml.replace("{key}", str(key)))
+    with pytest.raises(ConfigError) as err:
+        load_settings(config)
+    return str(err.value)
+
+
+def test_config_refuses_a_reader_without_enforced_secure_channel(tmp_path: Path) -> None:
+    text = config_error(tmp_path, f"""  osdp:
     bus-1:
       port: /dev/ttyUSB0
       readers:
-        lobby: {{address: 1, door: front, key_file: {key}, enforce_secure: false}}
+        lobby: {{address: 1, door: front, key_file: {{key}}, enforce_secure: false}}
         side: {{address: 1, door: side, key_file: {tmp_path / 'missing.key'}}}
 """)
-    with pytest.raises(ConfigError) as err:
-        load_settings(config)
-    text = str(err.value)
     assert "badge.osdp.bus-1.readers.lobby.enforce_secure" in text and "plaintext" in text
     assert "badge.osdp.bus-1.readers.side.key_file" in text
 
 
 def test_config_refuses_a_door_driven_by_a_controller_and_an_osdp_reader(tmp_path: Path) -> None:
-    key = tmp_path / "lobby.key"
-    key.write_text(KEY.hex())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"""site: {{id: s}}
-badge:
-  controllers:
-    ctl-1: {{port: /dev/ttyACM0, doors: {{front: {{reader: 0}}}}}}
+    text = config_error(tmp_path, """  controllers:
+    ctl-1: {port: /dev/ttyACM0, doors: {front: {reader: 0}}}
   osdp:
     bus-1:
       port: /dev/ttyUSB0
       readers:
-        lobby: {{address: 1, door: front, key_file: {key}}}
+        lobby: {address: 1, door: front, key_file: {key}}
 """)
-    with pytest.raises(ConfigError) as err:
-        load_settings(config)
-    text = str(err.value)
     assert "door 'front' is on both controllers.ctl-1 and osdp.bus-1.readers.lobby" in text and "badge" in text
 
 
@@ -279,20 +275,12 @@ badge:
     ("rex_input: front", "rex_input", "valid integer"),
 ])
 def test_config_names_the_reader_input_that_is_wrong(tmp_path: Path, inputs: str, key: str, says: str) -> None:
-    key_file = tmp_path / "lobby.key"
-    key_file.write_text(KEY.hex())
-    config = tmp_path / "c.yaml"
-    config.write_text(f"""site: {{id: s}}
-badge:
-  osdp:
+    text = config_error(tmp_path, f"""  osdp:
     bus-1:
       port: /dev/ttyUSB0
       readers:
-        lobby: {{address: 1, door: front, key_file: {key_file}, {inputs}}}
+        lobby: {{address: 1, door: front, key_file: {{key}}, {inputs}}}
 """)
-    with pytest.raises(ConfigError) as err:
-        load_settings(config)
-    text = str(err.value)
     assert f"badge.osdp.bus-1.readers.lobby.{key}" in text and says in text
 
 

@@ -12,6 +12,13 @@ from edge.config_base import Section
 
 MacAddress = Annotated[str, Field(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$",
                                   description="MAC address, lower case, colon separated.")]
+
+
+def _lower_macs(cls: object, value: object) -> object:
+    """MAC lists are matched in lower case; accept them as people write them."""
+    return [v.lower() if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+
 Security = Literal["open", "wep", "wpa", "owe", "wpa2", "wpa2-eap", "wpa2/wpa3", "wpa3", "wpa3-eap"]
 
 
@@ -25,15 +32,14 @@ class WifiNetwork(Section):
     security: Security = Field(default="wpa2", description="The weakest security they offer; anything weaker "
                                "under this SSID is a rogue.")
 
-    @field_validator("bssids", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return [v.lower() if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+    _lower = field_validator("bssids", mode="before")(_lower_macs)
 
 
 class WifiSettings(Section):
     """Wi-Fi detectors (monitor-mode radio)."""
 
+    enabled: bool = Field(default=True, description="Run the Wi-Fi detectors (and capture 802.11 management "
+                          "frames on the monitor interface).")
     networks: list[WifiNetwork] = Field(default=[], description="Corporate SSIDs and their access points.")
     known_ssids: list[str] = Field(default=[], description="Neighbours' SSIDs that resemble a corporate name on "
                                    "purpose or by chance; never reported as look-alikes.")
@@ -47,6 +53,11 @@ class WifiSettings(Section):
 class LanSettings(Section):
     """LAN detectors (mirror port)."""
 
+    enabled: bool = Field(default=True, description="Run the LAN detectors (and capture ARP and DHCP).")
+    known_stations: list[MacAddress] = Field(default=[], description="MACs approved in the config, added to the "
+                                             "inventory's approved stations at start.")
+
+    _lower = field_validator("known_stations", mode="before")(_lower_macs)
     dhcp_servers: list[IPv4Address] = Field(default=[], description="IPv4 addresses of the site's DHCP servers; an "
                                     "offer from any other is a rogue DHCP server. Empty: every server is reported.")
     protected_ips: list[IPv4Address] = Field(default=[], description="Addresses whose MAC must never change (gateway, "
@@ -61,6 +72,8 @@ class LanSettings(Section):
 class VpnSettings(Section):
     """VPN detectors: agent subnets and the concentrators their tunnels must go to."""
 
+    enabled: bool = Field(default=True, description="Run the VPN detectors (and capture the agent subnets' IPv4 "
+                          "traffic); they need `agent_subnets`.")
     agent_subnets: list[IPv4Network] = Field(default=[], description="Subnets of the agents' machines (CIDR).")
     concentrators: list[IPv4Network] = Field(default=[], description="Approved VPN concentrators (addresses or "
                                              "CIDR).")
@@ -77,6 +90,14 @@ class EvidenceSettings(Section):
     max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="Total size kept; oldest deleted first.")
 
 
+class ReplaySettings(Section):
+    """A capture file played as if it were live traffic (drills, demonstrations)."""
+
+    path: Path = Field(description="pcap or pcapng file (Ethernet or radiotap).")
+    speed: float = Field(default=1.0, gt=0, le=1000, description="Playback speed; 1 is the capture's own pace.")
+    loop: bool = Field(default=False, description="Start again from the beginning at the end.")
+
+
 class NetmonSettings(Section):
     """The netmon service: passive capture on a mirror port and a monitor-mode radio."""
 
@@ -86,6 +107,9 @@ class NetmonSettings(Section):
                                           "(radiotap); none: no Wi-Fi capture.")
     receive_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, description="Kernel receive "
                                       "buffer per capture socket; scapy's 64 KiB default dropped 98 % of frames.")
+    replay: list[ReplaySettings] = Field(default=[], description="Capture files played as live sources.")
+    stats_interval_s: float = Field(default=10.0, gt=0, description="How often the capture counters are published "
+                                    "(retained) on sitewarden/<site>/status/netmon/stats.")
     wifi: WifiSettings = Field(default_factory=WifiSettings, description="Wi-Fi detectors.")
     lan: LanSettings = Field(default_factory=LanSettings, description="LAN detectors.")
     vpn: VpnSettings = Field(default_factory=VpnSettings, description="VPN detectors.")

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SITE = "demo"
 STOP_DEADLINE_S = 10.0
+EDGE_START_S = 60.0
 
 
 def demo_config(data_dir: Path, local_port: int, central_port: int) -> dict[str, Any]:
@@ -59,6 +60,8 @@ class AlertPrinter:
                            site=SITE, service=None)
         self.local.subscribe(topics.alerts_filter(SITE))
         self.local.subscribe(topics.facts_filter(SITE))
+        self.local.subscribe(topics.status_topic(SITE, "edge"))
+        self.edge_online = threading.Event()
         self.central.subscribe(topics.console_ack_topic(SITE))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="demo-printer", daemon=True)
@@ -97,6 +100,10 @@ class AlertPrinter:
     def _show(self, item: Inbound) -> None:
         topic = topics.parse_topic(item.topic)
         if topic is None:
+            return
+        if topic.kind == "status" and topic.service == "edge":
+            if item.payload == b"online":
+                self.edge_online.set()
             return
         if topic.kind == "console_ack":
             with self._lock:
@@ -155,6 +162,14 @@ def format_alert_message(message: AlertMessage) -> str:
             f"{a.title}{extra}  [{a.alert_id}]")
 
 
+def _wait_online(printer: AlertPrinter, proc: subprocess.Popen[bytes]) -> bool:
+    end = time.monotonic() + EDGE_START_S
+    while time.monotonic() < end and proc.poll() is None:
+        if printer.edge_online.wait(0.2):
+            return True
+    return False
+
+
 def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
     """Run the whole appliance with simulated devices; returns the exit code."""
     data_dir = data_dir.resolve()
@@ -180,25 +195,34 @@ def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
     printer = AlertPrinter(settings)
     code = 0
     try:
-        for name in specs:
+        printer.start()
+        # The edge first: on a fresh data directory it has no session on the broker yet, so facts published
+        # before it subscribed would never reach its rules.
+        order = sorted(specs, key=lambda n: n != "edge")
+        for name in order:
             log = open(logs / f"{name}.log", "ab")
             procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "edge.cli", "--config", str(config_path), "run", name],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+            if name == "edge" and not _wait_online(printer, procs[name]):
+                click.echo(f"the edge did not come online within {EDGE_START_S:g} s; see {logs / 'edge.log'}",
+                           err=True)
+                code = 1
+                break
         click.echo(f"  services: {', '.join(procs)} (logs in {logs})")
-        printer.start()
         for name, spec in specs.items():
-            if spec.simulate is not None:
+            if spec.simulate is not None and code == 0:
                 thread = threading.Thread(target=spec.simulate, args=(settings, stop), name=f"sim-{name}",
                                           daemon=True)
                 thread.start()
                 sims.append(thread)
-        click.echo(f"  simulators: {', '.join(n for n, s in specs.items() if s.simulate) or 'none'}")
-        limit = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
-        click.echo(f"Running {limit}. Alerts appear below as they happen:\n")
+        if code == 0:
+            click.echo(f"  simulators: {', '.join(n for n, s in specs.items() if s.simulate) or 'none'}")
+            limit = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
+            click.echo(f"Running {limit}. Alerts appear below as they happen:\n")
         started = time.monotonic()
-        while duration_s is None or time.monotonic() - started < duration_s:
+        while code == 0 and (duration_s is None or time.monotonic() - started < duration_s):
             dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
             if dead:
                 for name, rc in dead.items():

@@ -65,9 +65,14 @@ class Engine:
         self._parse = parse  # the scapy reference path, for parity checks; None: the fast path
         self._next_tick: float | None = None
         self._logged: set[str] = set()
-        self._handlers: dict[type, Callable[[Record, bytes], list[Finding]]] = {
-            Arp: self.lan.arp, Dhcp: self.lan.dhcp, Ip: self.vpn.ip, Beacon: self.wifi.beacon,
-            Deauth: self.wifi.deauth}  # type: ignore[dict-item]
+        handlers: dict[type, Callable[[Record, bytes], list[Finding]]] = {}
+        if settings.lan.enabled:
+            handlers |= {Arp: self.lan.arp, Dhcp: self.lan.dhcp}  # type: ignore[dict-item]
+        if settings.vpn.enabled:
+            handlers[Ip] = self.vpn.ip  # type: ignore[assignment]
+        if settings.wifi.enabled:
+            handlers |= {Beacon: self.wifi.beacon, Deauth: self.wifi.deauth}  # type: ignore[dict-item]
+        self._handlers = handlers
 
     def feed(self, linktype: int, ts: float, frame: bytes) -> list[Finding]:
         """One captured frame at `ts` (epoch seconds): the findings it completes."""
@@ -88,8 +93,11 @@ class Engine:
             return found
         if record is None:
             return found
+        handler = self._handlers.get(type(record))
+        if handler is None:  # its detector is switched off
+            return found
         c.parsed += 1
-        made = self._handlers[type(record)](record, frame)
+        made = handler(record, frame)
         if made:
             found.extend(self._fresh(made))
         return found
@@ -97,7 +105,18 @@ class Engine:
     def tick(self, now: float) -> list[Finding]:
         """Time-driven checks (tunnels gone silent) at packet time `now`."""
         self._next_tick = now + TICK_EVERY_S
-        return self._fresh(self.vpn.tick(now))
+        return self._fresh(self.vpn.tick(now)) if self.settings.vpn.enabled else []
+
+    def idle(self, now: float) -> list[Finding]:
+        """For a live capture with no frames arriving: run the time-driven checks when one is due at `now`."""
+        if self._next_tick is not None and now >= self._next_tick:
+            return self.tick(now)
+        return []
+
+    def state_dropped(self) -> int:
+        """Keys evicted from the detectors' capped state so far (a flood of new MACs, IPs or BSSIDs)."""
+        capped = [v for d in (self.wifi, self.lan, self.vpn) for v in vars(d).values() if isinstance(v, Capped)]
+        return sum(c.dropped for c in capped) + self._reported.dropped
 
     def _fresh(self, made: list[Finding]) -> list[Finding]:
         out = []

@@ -13,6 +13,8 @@ from typing import TextIO
 
 CSV_FIELDS = ("mac", "vendor", "ip", "name", "approved", "first_seen", "last_seen")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_INSERT = ("INSERT OR IGNORE INTO stations (mac, vendor, ip, approved, first_seen, last_seen) "
+           "VALUES (?, ?, ?, ?, ?, ?)")
 
 
 class InventoryError(ValueError):
@@ -26,7 +28,8 @@ def _iso(ts: float | None) -> str:
 class Inventory:
     """Stations the site knows. `learn_until` (epoch seconds) makes new stations approved instead of reported."""
 
-    def __init__(self, path: Path | str = ":memory:", learn_until: float | None = None) -> None:
+    def __init__(self, path: Path | str = ":memory:", learn_until: float | None = None,
+                 deferred: bool = False) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -35,6 +38,8 @@ class Inventory:
             mac TEXT PRIMARY KEY, vendor TEXT, ip TEXT, name TEXT NOT NULL DEFAULT '',
             approved INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL)""")
         self.learn_until = learn_until
+        self.deferred = deferred  # new stations wait for flush(): a live capture writes once a second, not per MAC
+        self._pending: list[tuple[str, str | None, str | None, int, float, float]] = []
         self._known = {row[0] for row in self.db.execute("SELECT mac FROM stations")}
 
     def knows(self, mac: str) -> bool:
@@ -46,10 +51,28 @@ class Inventory:
         return self.learn_until is not None and ts < self.learn_until
 
     def record_station(self, mac: str, vendor: str | None, ip: str | None, ts: float, approved: bool) -> None:
-        """Add a station seen for the first time (written at once: a restart must not report it again)."""
-        self.db.execute("INSERT OR IGNORE INTO stations (mac, vendor, ip, approved, first_seen, last_seen) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (mac, vendor, ip, int(approved), ts, ts))
+        """Add a station seen for the first time (written at once unless deferred: a restart must not report it
+        again)."""
         self._known.add(mac)
+        row = (mac, vendor, ip, int(approved), ts, ts)
+        if self.deferred:
+            self._pending.append(row)
+            return
+        self.db.execute(_INSERT, row)
+
+    def flush(self, last_seen: dict[str, float] | None = None) -> int:
+        """Write the deferred new stations and move stations' last-seen times forward, in one transaction;
+        returns how many new stations were written."""
+        rows, self._pending = self._pending, []
+        if not rows and not last_seen:
+            return 0
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(_INSERT, rows)
+            if last_seen:
+                self.db.executemany("UPDATE stations SET last_seen = max(last_seen, ?) WHERE mac = ?",
+                                    [(ts, mac) for mac, ts in last_seen.items()])
+        return len(rows)
 
     def approved(self) -> list[str]:
         """MACs marked approved."""

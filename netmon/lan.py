@@ -53,7 +53,7 @@ class LanDetector:
         self.stations = stations
         self.dhcp_servers = {s.packed for s in settings.dhcp_servers}
         self.protected = {s.packed for s in settings.protected_ips}
-        self.seen: Capped[bytes, bool] = Capped(max_keys)
+        self.seen: Capped[bytes, float] = Capped(max_keys)  # MAC -> last seen
         self.bindings: Capped[bytes, _Binding] = Capped(max_keys)
         self.gratuitous: Capped[bytes, deque[float]] = Capped(max_keys)
 
@@ -61,8 +61,9 @@ class LanDetector:
         """A MAC seen as the sender of ARP or a DHCP client: reported once, when the inventory lacks it."""
         if mac in self.seen:
             self.seen.touch(mac)
+            self.seen[mac] = ts
             return []
-        self.seen.put(mac, True)
+        self.seen.put(mac, ts)
         if mac[0] & 1 or mac == b"\0" * 6:  # multicast or empty: not a station
             return []
         text = mac_text(mac)

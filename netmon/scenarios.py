@@ -118,25 +118,29 @@ def wifi_frames() -> list[tuple[float, Packet]]:
     return sorted(out, key=lambda item: item[0])
 
 
-def _arp(src_mac: str, src_ip: str, dst_ip: str, op: int = 1, dst_mac: str = "00:00:00:00:00:00") -> Packet:
+def arp(src_mac: str, src_ip: str, dst_ip: str, op: int = 1, dst_mac: str = "00:00:00:00:00:00") -> Packet:
+    """An ARP request (op 1, broadcast) or reply (op 2) from `src_mac` claiming `src_ip`."""
     return Ether(src=src_mac, dst="ff:ff:ff:ff:ff:ff" if op == 1 else dst_mac) / ARP(
         op=op, hwsrc=src_mac, psrc=src_ip, hwdst=dst_mac, pdst=dst_ip)
 
 
-def _dhcp(server_mac: str, server_ip: str, offered: str, client: str, msg: str = "offer") -> Packet:
+def dhcp_reply(server_mac: str, server_ip: str, offered: str, client: str, msg: str = "offer") -> Packet:
+    """A DHCP offer (or `msg`) from a server to `client`, offering `offered`."""
     return (Ether(src=server_mac, dst="ff:ff:ff:ff:ff:ff") / IP(src=server_ip, dst="255.255.255.255")
             / UDP(sport=67, dport=68) / BOOTP(op=2, yiaddr=offered, siaddr=server_ip,
                                               chaddr=bytes.fromhex(client.replace(":", "")) + bytes(10))
             / DHCP(options=[("message-type", msg), ("server_id", server_ip), ("lease_time", 3600), "end"]))
 
 
-def _discover(client: str) -> Packet:
+def discover(client: str) -> Packet:
+    """A DHCP discover broadcast by `client`."""
     return (Ether(src=client, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
             / UDP(sport=68, dport=67) / BOOTP(op=1, chaddr=bytes.fromhex(client.replace(":", "")) + bytes(10))
             / DHCP(options=[("message-type", "discover"), "end"]))
 
 
-def _ip(src: str, dst: str, mac: str = ROUTER_MAC) -> Packet:
+def routed(src: str, dst: str, mac: str = ROUTER_MAC) -> Packet:
+    """An IPv4 header from `src` to `dst` as the mirror port sees it on its way to the gateway."""
     return Ether(src=mac, dst=GATEWAY_MAC) / IP(src=src, dst=dst)
 
 
@@ -161,46 +165,46 @@ def wired_frames() -> list[tuple[float, Packet]]:
     out: list[tuple[float, Packet]] = []
     for k in range(40):  # ordinary ARP between known hosts
         t = T0 + k * 0.5
-        out.append((t, _arp("02:00:00:00:00:14", "10.0.0.20", GATEWAY_IP)))
-        out.append((t + 0.01, _arp(GATEWAY_MAC, GATEWAY_IP, "10.0.0.20", op=2, dst_mac="02:00:00:00:00:14")))
-    out.append((T0 + 1, _discover(NEW_LAPTOP)))  # a new laptop asks for an address
-    out.append((T0 + 1.1, _dhcp(GATEWAY_MAC, GATEWAY_IP, "10.0.0.50", NEW_LAPTOP)))  # the real server answers
-    out.append((T0 + 1.2, _dhcp("02:00:00:00:00:66", "10.0.0.66", "10.0.0.51", NEW_LAPTOP)))  # and a rogue one
-    out.append((T0 + 2, _arp(ATTACKER, GATEWAY_IP, "10.0.0.20", op=2, dst_mac="02:00:00:00:00:14")))  # poisoning
+        out.append((t, arp("02:00:00:00:00:14", "10.0.0.20", GATEWAY_IP)))
+        out.append((t + 0.01, arp(GATEWAY_MAC, GATEWAY_IP, "10.0.0.20", op=2, dst_mac="02:00:00:00:00:14")))
+    out.append((T0 + 1, discover(NEW_LAPTOP)))  # a new laptop asks for an address
+    out.append((T0 + 1.1, dhcp_reply(GATEWAY_MAC, GATEWAY_IP, "10.0.0.50", NEW_LAPTOP)))  # the real server answers
+    out.append((T0 + 1.2, dhcp_reply("02:00:00:00:00:66", "10.0.0.66", "10.0.0.51", NEW_LAPTOP)))  # and a rogue one
+    out.append((T0 + 2, arp(ATTACKER, GATEWAY_IP, "10.0.0.20", op=2, dst_mac="02:00:00:00:00:14")))  # poisoning
     # 10.0.0.31 flip-flops between two MACs: the second change inside the window is spoofing
-    out.append((T0 + 3, _arp("02:00:00:00:00:1e", "10.0.0.31", GATEWAY_IP)))
-    out.append((T0 + 4, _arp("02:00:00:00:00:42", "10.0.0.31", GATEWAY_IP)))
-    out.append((T0 + 5, _arp("02:00:00:00:00:1e", "10.0.0.31", GATEWAY_IP)))
-    out.append((T0 + 5.5, _arp("02:00:00:00:00:1f", "10.0.0.32", GATEWAY_IP)))  # one change of IP: no alert
+    out.append((T0 + 3, arp("02:00:00:00:00:1e", "10.0.0.31", GATEWAY_IP)))
+    out.append((T0 + 4, arp("02:00:00:00:00:42", "10.0.0.31", GATEWAY_IP)))
+    out.append((T0 + 5, arp("02:00:00:00:00:1e", "10.0.0.31", GATEWAY_IP)))
+    out.append((T0 + 5.5, arp("02:00:00:00:00:1f", "10.0.0.32", GATEWAY_IP)))  # one change of IP: no alert
     for k in range(30):  # a gratuitous ARP storm
-        out.append((T0 + 6 + k * 0.05, _arp("02:00:00:00:00:77", "10.0.0.77", "10.0.0.77")))
+        out.append((T0 + 6 + k * 0.05, arp("02:00:00:00:00:77", "10.0.0.77", "10.0.0.77")))
     # an approved WireGuard tunnel: handshake, then data until T0+30, then silence, then back at T0+200
-    out.append((T0 + 10, _ip("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820) / Raw(wireguard(1, 148))))
-    out.append((T0 + 10.05, _ip(CONCENTRATOR, "10.20.0.5") / UDP(sport=51820, dport=40000) / Raw(wireguard(2, 92))))
+    out.append((T0 + 10, routed("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820) / Raw(wireguard(1, 148))))
+    out.append((T0 + 10.05, routed(CONCENTRATOR, "10.20.0.5") / UDP(sport=51820, dport=40000) / Raw(wireguard(2, 92))))
     for k in range(50):
-        out.append((T0 + 10.2 + k * 0.4, _ip("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820)
+        out.append((T0 + 10.2 + k * 0.4, routed("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820)
                     / Raw(wireguard(4, 96))))
-    out.append((T0 + 200, _ip("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820) / Raw(wireguard(4, 64))))
+    out.append((T0 + 200, routed("10.20.0.5", CONCENTRATOR) / UDP(sport=40000, dport=51820) / Raw(wireguard(4, 64))))
     # agents' DNS to the site resolver and the site's own web traffic: never findings
-    out.append((T0 + 11, _ip("10.20.0.5", GATEWAY_IP) / UDP(sport=5353, dport=53) / Raw(b"\x12\x34" + bytes(10))))
+    out.append((T0 + 11, routed("10.20.0.5", GATEWAY_IP) / UDP(sport=5353, dport=53) / Raw(b"\x12\x34" + bytes(10))))
     for k in range(20):
-        out.append((T0 + 12 + k * 0.1, _ip("10.0.0.20", "93.184.216.34", mac="02:00:00:00:00:14")
+        out.append((T0 + 12 + k * 0.1, routed("10.0.0.20", "93.184.216.34", mac="02:00:00:00:00:14")
                     / TCP(sport=50000 + k, dport=443, flags="S")))
     # personal VPNs from agent machines, recognised by their packets
-    out.append((T0 + 20, _ip("10.20.0.6", "203.0.113.50") / UDP(sport=50001, dport=1194) / Raw(openvpn_reset())))
-    out.append((T0 + 21, _ip("10.20.0.7", "203.0.113.60") / UDP(sport=500, dport=500) / Raw(ike_sa_init())))
+    out.append((T0 + 20, routed("10.20.0.6", "203.0.113.50") / UDP(sport=50001, dport=1194) / Raw(openvpn_reset())))
+    out.append((T0 + 21, routed("10.20.0.7", "203.0.113.60") / UDP(sport=500, dport=500) / Raw(ike_sa_init())))
     out.append((T0 + 22, Ether(src=ROUTER_MAC, dst=GATEWAY_MAC) / IP(src="10.20.0.8", dst="203.0.113.70", proto=50)
                 / Raw(bytes(40))))
     reset = openvpn_reset()
-    out.append((T0 + 23, _ip("10.20.0.10", "203.0.113.80") / TCP(sport=50123, dport=443, flags="PA")
+    out.append((T0 + 23, routed("10.20.0.10", "203.0.113.80") / TCP(sport=50123, dport=443, flags="PA")
                 / Raw(len(reset).to_bytes(2, "big") + reset)))
-    out.append((T0 + 24, _ip("10.20.0.11", "203.0.113.90") / UDP(sport=41000, dport=51820) / Raw(wireguard(1, 148))))
+    out.append((T0 + 24, routed("10.20.0.11", "203.0.113.90") / UDP(sport=41000, dport=51820) / Raw(wireguard(1, 148))))
     # an agent's browser going straight out: VPN bypass (twice: reported once)
-    out.append((T0 + 25, _ip("10.20.0.9", "93.184.216.34") / TCP(sport=51000, dport=443, flags="S")))
-    out.append((T0 + 25.5, _ip("10.20.0.9", "93.184.216.34") / TCP(sport=51001, dport=443, flags="S")))
+    out.append((T0 + 25, routed("10.20.0.9", "93.184.216.34") / TCP(sport=51000, dport=443, flags="S")))
+    out.append((T0 + 25.5, routed("10.20.0.9", "93.184.216.34") / TCP(sport=51001, dport=443, flags="S")))
     # keep time moving past the tunnel's idle limit (60 s) with ordinary ARP
     for k in range(12):
-        out.append((T0 + 40 + k * 10, _arp("02:00:00:00:00:14", "10.0.0.20", GATEWAY_IP)))
+        out.append((T0 + 40 + k * 10, arp("02:00:00:00:00:14", "10.0.0.20", GATEWAY_IP)))
     return sorted(out, key=lambda item: item[0])
 
 

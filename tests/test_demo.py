@@ -1,5 +1,5 @@
-"""`sitewarden demo`, as a user runs it: grants, denials, door and tailgating alerts appear within 30 s, all
-confirmed."""
+"""`sitewarden demo`, as a user runs it: grants, denials, door, tailgating and network alerts appear within 30 s,
+all confirmed."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def test_demo_shows_grants_denials_and_door_alerts_within_30_s(tmp_path: Path, b
                          r"(vision/snapshots/cam-front/\S+\.jpg)", out)
     assert tailgate, out
     assert (tmp_path / "demo" / tailgate[1]).read_bytes()[:2] == b"\xff\xd8"
+    # netmon replays the generated minute of the site's network: the evil twin, the flood, the bypass.
+    assert re.search(r"NEW +high +rogue_ap +netmon/replay-demo-wifi .*SSID 'CorpNet' from 02:66:66:66:66:66 .*"
+                     r"open where wpa3 is set", out), out
+    assert re.search(r"NEW +high +deauth_flood +netmon/replay-demo-wifi .*broadcast", out), out
+    assert re.search(r"NEW +high +vpn_bypass +netmon/replay-demo-wired .*agent 10\.20\.0\.9 reached "
+                     r"93\.184\.216\.34:443/tcp", out), out
     summary = re.search(r"Demo finished: (\d+) alert messages .*; (\d+) confirmed by the console", out)
     assert summary, out
     shown, confirmed = int(summary[1]), int(summary[2])

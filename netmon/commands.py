@@ -46,10 +46,13 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
     inventory = Inventory(learn_until=until.timestamp() if until else None)
     site_db = settings.data_dir / "netmon" / "inventory.db"
     try:
+        if site_db.is_file():
+            site = Inventory(site_db)
+            if known_csv is None:
+                inventory.import_csv(["mac", *site.approved()])
+            inventory.import_aps_csv(["bssid,ssid", *[_csv_row(b, s) for b, s in site.approved_aps()]])
         if known_csv is not None:
             inventory.import_csv(known_csv.read_text(encoding="utf-8").splitlines())
-        elif site_db.is_file():
-            inventory.import_csv(["mac"] + Inventory(site_db).approved())
     except InventoryError as err:
         raise click.ClickException(f"{known_csv}: {err}") from None
     parse = None
@@ -71,6 +74,15 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
                f"malformed ({reasons}), {c.suppressed} repeats folded", err=as_json)
 
 
+def _csv_row(*values: str) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue().rstrip("\r\n")
+
+
 def _show(finding: Finding, path: Path, as_json: bool) -> None:
     from datetime import UTC, datetime
 
@@ -86,9 +98,12 @@ def _show(finding: Finding, path: Path, as_json: bool) -> None:
 @netmon.command("export")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV file to write; default standard output.")
+@click.option("--aps", is_flag=True, help="The access points (bssid, ssid, channel, security, approved, "
+              "first_seen, last_seen) instead of the stations.")
 @click.pass_context
-def export(ctx: click.Context, out: Path | None) -> None:
-    """Write the station inventory as CSV (mac, vendor, ip, name, approved, first_seen, last_seen).
+def export(ctx: click.Context, out: Path | None, aps: bool) -> None:
+    """Write the station inventory as CSV (mac, vendor, ip, name, approved, first_seen, last_seen), or with
+    --aps the access points heard.
 
     Example: sitewarden netmon export --out stations.csv
     """
@@ -96,19 +111,21 @@ def export(ctx: click.Context, out: Path | None) -> None:
 
     settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
     inventory = Inventory(settings.data_dir / "netmon" / "inventory.db")
+    write = inventory.export_aps_csv if aps else inventory.export_csv
     if out is None:
-        inventory.export_csv(sys.stdout)
+        write(sys.stdout)
         return
     with out.open("w", newline="", encoding="utf-8") as fh:
-        n = inventory.export_csv(fh)
-    click.echo(f"{n} stations written to {out}")
+        n = write(fh)
+    click.echo(f"{n} {'access points' if aps else 'stations'} written to {out}")
 
 
 @netmon.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
 def import_(ctx: click.Context, csv_file: Path) -> None:
-    """Approve the stations in a CSV (a 'mac' column, optionally 'name'); all rows or none.
+    """Approve the stations in a CSV (a 'mac' column, optionally 'name'), or the access points in one with
+    'bssid' and 'ssid' columns; all rows or none. The running service reads approvals at its next start.
 
     Example: sitewarden netmon import stations.csv
     """
@@ -116,8 +133,11 @@ def import_(ctx: click.Context, csv_file: Path) -> None:
 
     settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
     inventory = Inventory(settings.data_dir / "netmon" / "inventory.db")
+    lines = csv_file.read_text(encoding="utf-8").splitlines()
+    header = lines[0].lower() if lines else ""
+    aps = "bssid" in header
     try:
-        n = inventory.import_csv(csv_file.read_text(encoding="utf-8").splitlines())
+        n = inventory.import_aps_csv(lines) if aps else inventory.import_csv(lines)
     except InventoryError as err:
         raise click.ClickException(f"{csv_file}: {err}; nothing was imported") from None
-    click.echo(f"{n} stations approved from {csv_file}")
+    click.echo(f"{n} {'access points' if aps else 'stations'} approved from {csv_file}")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from edge.config_netmon import NetmonSettings
 from netmon.findings import Capped, Finding
@@ -30,7 +31,7 @@ from netmon.packets import (
     parse_radiotap,
 )
 from netmon.vpn import VpnDetector
-from netmon.wifi import WifiDetector
+from netmon.wifi import AccessPoints, WifiDetector
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +52,19 @@ class Counters:
     suppressed: int = 0
 
 
+class Known(Stations, AccessPoints, Protocol):
+    """The inventory as the detectors see it (netmon.inventory.Inventory is one)."""
+
+
 class Engine:
     """All enabled detectors behind one `feed(linktype, ts, frame)`."""
 
-    def __init__(self, settings: NetmonSettings, stations: Stations,
+    def __init__(self, settings: NetmonSettings, inventory: Known,
                  parse: Callable[[int, float, bytes], Record | None] | None = None) -> None:
         self.settings = settings
         self.counters = Counters()
-        self.wifi = WifiDetector(settings.wifi, settings.max_keys)
-        self.lan = LanDetector(settings.lan, stations, settings.max_keys)
+        self.wifi = WifiDetector(settings.wifi, settings.max_keys, inventory)
+        self.lan = LanDetector(settings.lan, inventory, settings.max_keys)
         self.vpn = VpnDetector(settings.vpn, settings.max_keys)
         self._reported: Capped[str, float] = Capped(settings.max_keys)
         self._parse = parse  # the scapy reference path, for parity checks; None: the fast path
@@ -140,8 +145,52 @@ class Engine:
                            "with this fault are only counted", reason, linktype, len(frame), frame[:16].hex())
 
 
+PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1e6), b"\xa1\xb2\xc3\xd4": (">", 1e6),
+               b"\x4d\x3c\xb2\xa1": ("<", 1e9), b"\xa1\xb2\x3c\x4d": (">", 1e9)}
+MAX_RECORD = 262_144  # larger than any snap length tcpdump or dumpcap writes: a bigger one is corruption
+
+
 def read_capture(path: Path) -> Iterator[tuple[int, float, bytes]]:
-    """(link type, epoch seconds, frame) for every frame of a pcap or pcapng file."""
+    """(link type, epoch seconds, frame) for every frame of a pcap or pcapng file. Classic pcap is read
+    directly (about 3x faster than scapy's reader); pcapng through scapy's RawPcapReader."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(24)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it ({err})") from err
+    if len(head) == 24 and head[:4] in PCAP_MAGICS:
+        return _read_pcap(path, head)
+    return _read_with_scapy(path)
+
+
+def _read_pcap(path: Path, head: bytes) -> Iterator[tuple[int, float, bytes]]:
+    import mmap
+    import struct
+
+    order, scale = PCAP_MAGICS[head[:4]]
+    linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF  # upper bits: FCS length flags
+    record = struct.Struct(order + "IIII")
+    size = path.stat().st_size
+    if size <= 24:
+        return
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        off = 24
+        unpack = record.unpack_from
+        while off + 16 <= size:
+            sec, frac, incl, _ = unpack(data, off)
+            if incl > MAX_RECORD:
+                raise ValueError(f"{path}: corrupt record at byte {off} (length {incl})")
+            end = off + 16 + incl
+            if end > size:
+                break
+            yield linktype, sec + frac / scale, data[off + 16:end]
+            off = end
+        if off != size:
+            logger.warning("%s: the last record is cut short at byte %d of %d (a capture stopped mid-write); "
+                           "read up to it", path, off, size)
+
+
+def _read_with_scapy(path: Path) -> Iterator[tuple[int, float, bytes]]:
     from scapy.error import Scapy_Exception
     from scapy.utils import RawPcapReader
 

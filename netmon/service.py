@@ -221,9 +221,13 @@ class NetmonService:
 
     def _flush_inventory(self, with_last_seen: bool) -> None:
         assert self.inventory is not None and self.engine is not None
-        last_seen = {mac_text(mac): ts for mac, ts in self.engine.lan.seen.items()} if with_last_seen else None
+        last_seen = ap_last_seen = None
+        if with_last_seen:
+            last_seen = {mac_text(mac): ts for mac, ts in self.engine.lan.seen.items()}
+            ap_last_seen = {(mac_text(bssid), ssid.decode("utf-8", "replace")): ts
+                            for (bssid, ssid, _, _), ts in self.engine.wifi.checked.items() if ssid}
         try:
-            self.inventory.flush(last_seen)
+            self.inventory.flush(last_seen, ap_last_seen)
         except Exception as err:  # a locked or full disk: the stations stay known in memory
             self.counts["inventory_errors"] += 1
             logger.error("netmon: writing the station inventory failed: %s", err)

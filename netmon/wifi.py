@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge.config_netmon import WifiSettings
 from netmon.findings import Capped, Finding
@@ -35,6 +36,22 @@ def _within_one_edit(a: str, b: str) -> bool:
     return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
+class AccessPoints(Protocol):
+    """What the Wi-Fi detector needs of the inventory's access-point table."""
+
+    def approves_ap(self, bssid: str, ssid: str) -> bool:
+        """True for an access point approved for this SSID."""
+
+    def knows_ap(self, bssid: str, ssid: str) -> bool:
+        """True for an access point already recorded with this SSID."""
+
+    def learning(self, ts: float) -> bool:
+        """True while what is heard is learned rather than reported."""
+
+    def record_ap(self, bssid: str, ssid: str, channel: int, security: str, ts: float, approved: bool) -> None:
+        """Add an access point heard for the first time with this SSID."""
+
+
 @dataclass
 class _Flood:
     window_start: float
@@ -48,14 +65,15 @@ class _Flood:
 class WifiDetector:
     """Holds beacons against the corporate networks and counts deauthentication frames per BSSID."""
 
-    def __init__(self, settings: WifiSettings, max_keys: int) -> None:
+    def __init__(self, settings: WifiSettings, max_keys: int, aps: AccessPoints | None = None) -> None:
         self.settings = settings
+        self.aps = aps
         self.networks = {n.ssid.encode(): n for n in settings.networks}
         self.allowed = {n.ssid.encode(): {bytes.fromhex(b.replace(":", "")) for b in n.bssids}
                         for n in settings.networks}
         self.known = {s.encode() for s in settings.known_ssids} | set(self.networks)
         self.folded = {normalized(n.ssid): n.ssid for n in settings.networks if len(normalized(n.ssid)) >= 3}
-        self.checked: Capped[tuple[bytes, bytes, int, str], bool] = Capped(max_keys)
+        self.checked: Capped[tuple[bytes, bytes, int, str], float] = Capped(max_keys)  # variant -> last heard
         self.floods: Capped[bytes, _Flood] = Capped(max_keys)
 
     def beacon(self, rec: Beacon, raw: bytes) -> list[Finding]:
@@ -63,20 +81,25 @@ class WifiDetector:
         key = (rec.bssid, rec.ssid, rec.channel, rec.security)
         if key in self.checked:  # beacons repeat ten times a second: judge each variant once
             self.checked.touch(key)
+            self.checked[key] = rec.ts
             return []
-        self.checked.put(key, True)
+        self.checked.put(key, rec.ts)
         found: list[Finding] = []
         frames = ((rec.ts, raw),)
         ssid = rec.ssid.decode("utf-8", "replace")
         bssid = mac_text(rec.bssid)
+        aps = self.aps
         if rec.bssid == PWNAGOTCHI_BSSID:
             found.append(Finding("attack_tool_seen", rec.ts, f"tool:pwnagotchi:{bssid}", "PWNAGOTCHI",
                                  {"tool": "pwnagotchi", "mac": bssid}, frames))
         net = self.networks.get(rec.ssid)
         if net is not None:
             reasons = []
-            if rec.bssid not in self.allowed[rec.ssid]:
-                reasons.append("BSSID not on the list")
+            if rec.bssid not in self.allowed[rec.ssid] and not (aps is not None and aps.approves_ap(bssid, ssid)):
+                if aps is not None and aps.learning(rec.ts):  # learning: this BSSID becomes one of the site's
+                    aps.record_ap(bssid, ssid, rec.channel, rec.security, rec.ts, approved=True)
+                else:
+                    reasons.append("BSSID not on the list")
             if net.channels and rec.channel not in net.channels:
                 reasons.append(f"channel {rec.channel} not in {net.channels}")
             if SECURITY_RANK.get(rec.security, 0) < SECURITY_RANK[net.security]:
@@ -90,6 +113,9 @@ class WifiDetector:
             if resembles is not None:
                 found.append(Finding("lookalike_ssid_seen", rec.ts, f"lookalike:{bssid}:{ssid}", "SSIDLOOKALIKE",
                                      {"ssid": ssid, "bssid": bssid, "resembles": resembles}, frames))
+        if aps is not None and rec.ssid and not aps.knows_ap(bssid, ssid):
+            listed = rec.ssid in self.allowed and rec.bssid in self.allowed[rec.ssid]
+            aps.record_ap(bssid, ssid, rec.channel, rec.security, rec.ts, approved=listed)
         return found
 
     def _resembles(self, ssid: str) -> str | None:

@@ -176,6 +176,43 @@ def test_unapproved_stations_leave_the_inventory_after_the_retention_period(tmp_
     assert not Inventory(tmp_path / "inv.db").knows("02:00:00:00:00:02")
 
 
+def test_access_points_are_inventoried_learned_and_approved_by_csv(captures, tmp_path) -> None:
+    """Every access point heard goes into the inventory (the site's own, from the config, as approved); in the
+    learning period a corporate SSID from an unlisted BSSID is learned as the site's; an imported CSV approves
+    one. Channel and security are config policy and still count either way."""
+    inventory = Inventory(tmp_path / "inv.db")
+    engine = Engine(NetmonSettings(**scenarios.SETTINGS), inventory)
+    for linktype, ts, frame in read_capture(captures[1]):
+        engine.feed(linktype, ts, frame)
+    import csv
+    import io
+
+    out = io.StringIO()
+    assert inventory.export_aps_csv(out) == 7
+    rows = {(r[0], r[1]): r[4] for r in list(csv.reader(io.StringIO(out.getvalue())))[1:]}
+    assert rows[(scenarios.AP1, "CorpNet")] == "yes" and rows[(scenarios.EVIL, "CorpNet")] == "no"
+    assert rows[("02:00:00:00:05:01", "Cafe Guest")] == "no" and len(rows) == 7
+    assert any(ssid.startswith('{"name":"pwny"') for _, ssid in rows)  # an SSID with commas and quotes survives
+    assert Inventory(tmp_path / "inv.db").knows_ap(scenarios.EVIL, "CorpNet")  # written at once when not deferred
+
+    def evil_reasons(inv: Inventory) -> list[str]:
+        eng = Engine(NetmonSettings(**scenarios.SETTINGS), inv)
+        found = [f for lt, ts, fr in read_capture(captures[1]) for f in eng.feed(lt, ts, fr)]
+        return next(f.fields["reasons"] for f in found if f.key == f"rogue_ap:{scenarios.EVIL}:CorpNet")
+
+    assert "BSSID not on the list" in evil_reasons(Inventory())
+    learning = Inventory(learn_until=scenarios.T0 + 3600)
+    assert evil_reasons(learning) == ["channel 11 not in [1, 6]", "weaker security: open where wpa3 is set"]
+    assert learning.approves_ap(scenarios.EVIL, "CorpNet")
+    imported = Inventory()
+    assert imported.import_aps_csv(["bssid,ssid,channel", f"{scenarios.EVIL.upper()},CorpNet,11"]) == 1
+    assert "BSSID not on the list" not in evil_reasons(imported)
+    with pytest.raises(InventoryError, match="line 3: bssid 'nope' is not a MAC address"):
+        Inventory().import_aps_csv(["bssid,ssid", f"{scenarios.EVIL},CorpNet", "nope,CorpNet"])
+    with pytest.raises(InventoryError, match="needs 'bssid' and 'ssid' columns"):
+        Inventory().import_aps_csv(["bssid", scenarios.EVIL])
+
+
 def test_replay_command_prints_the_findings_and_counters(captures, tmp_path) -> None:
     from edge.cli import cli
 
@@ -196,6 +233,38 @@ def test_replay_command_prints_the_findings_and_counters(captures, tmp_path) -> 
     junk.write_bytes(b"not a capture at all")
     result = CliRunner().invoke(cli, ["--config", str(config), "netmon", "replay", str(junk)])
     assert result.exit_code == 1 and "not a readable pcap/pcapng file" in result.output
+
+
+def test_the_classic_pcap_reader_matches_scapys_and_survives_a_cut_file(captures, tmp_path) -> None:
+    """netmon reads classic pcap itself (for speed): the same frames and times as scapy's reader, in both byte
+    orders and nanosecond resolution; pcapng still goes through scapy; a file cut mid-record gives every whole
+    frame before the cut; a record claiming an absurd length is an error naming the byte."""
+    from scapy.utils import PcapNgWriter, RawPcapReader, wrpcap
+
+    for path in captures:
+        with RawPcapReader(str(path)) as reader:
+            theirs = [(reader.linktype, meta.sec + meta.usec / 1e6, data) for data, meta in reader]
+        assert list(read_capture(path)) == theirs
+    packets = [frame for _, frame in scenarios.wired_frames()[:50]]
+    for ts, frame in scenarios.wired_frames()[:50]:
+        frame.time = ts
+    wrpcap(str(tmp_path / "big.pcap"), packets, endianness=">")
+    wrpcap(str(tmp_path / "nano.pcap"), packets, nano=True)
+    with PcapNgWriter(str(tmp_path / "ng.pcapng")) as writer:
+        writer.write(packets)
+    expected = [(DLT_EN10MB, float(p.time), bytes(p)) for p in packets]
+    for name in ("big.pcap", "nano.pcap", "ng.pcapng"):
+        got = list(read_capture(tmp_path / name))
+        assert [(lt, frame) for lt, _, frame in got] == [(lt, frame) for lt, _, frame in expected], name
+        assert all(abs(a[1] - b[1]) < 1e-6 for a, b in zip(got, expected, strict=True)), name
+    whole = captures[0].read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[:-30])
+    assert len(list(read_capture(cut))) == len(list(read_capture(captures[0]))) - 1
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(whole[:24] + (0).to_bytes(8, "little") + (10**7).to_bytes(4, "little") * 2 + whole[40:])
+    with pytest.raises(ValueError, match="corrupt record at byte 24"):
+        list(read_capture(bad))
 
 
 def test_network_rule_turns_findings_into_alerts() -> None:

@@ -105,8 +105,9 @@ class NetmonSettings(Section):
                                   "wired capture.")
     monitor_interface: str | None = Field(default=None, description="Wi-Fi interface already in monitor mode "
                                           "(radiotap); none: no Wi-Fi capture.")
-    receive_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, description="Kernel receive "
-                                      "buffer per capture socket; scapy's 64 KiB default dropped 98 % of frames.")
+    receive_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=1024 ** 3,
+                                      description="Kernel receive buffer per capture socket (1 MiB to 1 GiB); "
+                                      "scapy's 64 KiB default dropped 98 % of frames.")
     replay: list[ReplaySettings] = Field(default=[], description="Capture files played as live sources.")
     stats_interval_s: float = Field(default=10.0, gt=0, description="How often the capture counters are published "
                                     "(retained) on sitewarden/<site>/status/netmon/stats.")

@@ -141,6 +141,14 @@ class LiveSource:
         self.sock: socket.socket | None = None
         self.buffer_granted = 0
         self._code = compile_filter(expression, linktype)
+        self._error: OSError | None = None  # raised by the next read(), after the frames read before it
+
+    def is_up(self) -> bool:
+        """The interface exists and is administratively up (a bound socket on a down one only errs)."""
+        try:
+            return bool(int((Path("/sys/class/net") / self.name / "flags").read_text(), 16) & 1)
+        except (OSError, ValueError):
+            return False
 
     def open(self) -> None:
         """Open the socket: filter first (no unwanted frame is ever queued), then bind, buffer, promiscuous."""
@@ -149,6 +157,8 @@ class LiveSource:
         except PermissionError:
             raise CaptureError("opening a raw packet socket needs CAP_NET_RAW (run as root, or give the service "
                                "the capability as its systemd unit does)") from None
+        except OSError as err:
+            raise CaptureError(f"cannot open a raw packet socket: {err}") from err
         try:
             attach_filter(sock, self._code)
             try:
@@ -175,9 +185,7 @@ class LiveSource:
             if err.errno == errno.ENODEV:
                 raise CaptureError(f"there is no network interface named {self.name!r}") from None
             raise CaptureError(f"cannot capture on {self.name!r}: {err}") from err
-        self._poll_kernel(sock)  # start the kernel's counters from zero
-        self.stats.kernel_received = self.stats.kernel_dropped = 0
-        self.sock = sock
+        self.sock = sock  # a new socket's kernel counters start at zero; the totals carry on across reopens
         self.stats.open = True
         self.stats.last_error = None
 
@@ -188,6 +196,9 @@ class LiveSource:
     def read(self, limit: int = READ_BURST) -> list[tuple[float, bytes]]:
         """Frames waiting in the kernel, up to `limit`, each stamped with the time it was read. Raises OSError
         when the interface went away or down."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
         sock = self.sock
         if sock is None:
             return []
@@ -198,6 +209,11 @@ class LiveSource:
             try:
                 frame, address = recv(SNAPLEN)
             except BlockingIOError:
+                break
+            except OSError as err:  # hand over what was read first; the error comes with the next call
+                if not out:
+                    raise
+                self._error = err
                 break
             if address[2] == PACKET_OUTGOING:
                 continue
@@ -225,6 +241,7 @@ class LiveSource:
             self.poll_kernel()
             self.sock.close()
             self.sock = None
+        self._error = None
         self.stats.open = False
 
 
@@ -256,35 +273,46 @@ class ReplaySource:
         self._first = self._pending[1]
         self._start = time.time()
 
+    def check(self) -> None:
+        """Read the first frame now: raises CaptureError or ValueError for a file that is not a capture."""
+        self._rewind()
+
     def due_in(self) -> float:
         """Seconds until the next frame is due (0 when one is due now; a day when the file is done)."""
         if self.done:
             return 86400.0
         if self._pending is None:
-            self._rewind()
-        assert self._pending is not None
+            return 0.0  # read() rewinds
         return max(0.0, self._start + (self._pending[1] - self._first) / self.speed - time.time())
 
     def read(self, limit: int = READ_BURST) -> list[tuple[int, float, bytes]]:
-        """Frames due by now: (link type, wall-clock time, frame)."""
+        """Frames due by now: (link type, wall-clock time, frame). A file that turns unreadable (corrupt
+        further on, deleted, emptied) ends this source: logged once, counted, the frames before it kept."""
         out: list[tuple[int, float, bytes]] = []
         if self.done:
             return out
-        if self._pending is None:
-            self._rewind()
-        now = time.time()
-        while self._pending is not None and len(out) < limit:
-            linktype, ts, frame = self._pending
-            at = self._start + (ts - self._first) / self.speed
-            if at > now:
-                break
-            out.append((linktype, at, frame))
-            self._pending = next(self._frames, None) if self._frames is not None else None
+        try:
             if self._pending is None:
-                if self.loop:
-                    self.stats.extra["loops"] = int(self.stats.extra.get("loops", 0)) + 1  # type: ignore[call-overload]
-                    self._rewind()
+                self._rewind()
+            now = time.time()
+            while self._pending is not None and len(out) < limit:
+                linktype, ts, frame = self._pending
+                at = self._start + (ts - self._first) / self.speed
+                if at > now:
                     break
-                self.done = True
+                out.append((linktype, at, frame))
+                self._pending = next(self._frames, None) if self._frames is not None else None
+                if self._pending is None:
+                    if self.loop:
+                        self.stats.extra["loops"] = int(self.stats.extra.get("loops", 0)) + 1  # type: ignore[call-overload]
+                        self._rewind()
+                        break
+                    self.done = True
+        except (CaptureError, ValueError, OSError) as err:
+            self.done = True
+            self.stats.open = False
+            self.stats.read_errors += 1
+            self.stats.last_error = str(err)
+            logger.error("%s: replay stopped: %s", self.path, err)
         self.stats.received += len(out)
         return out

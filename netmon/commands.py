@@ -54,7 +54,7 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
         if known_csv is not None:
             inventory.import_csv(known_csv.read_text(encoding="utf-8").splitlines())
     except InventoryError as err:
-        raise click.ClickException(f"{known_csv}: {err}") from None
+        raise click.ClickException(f"{known_csv or site_db}: {err}") from None
     parse = None
     if reference:
         from netmon.reference import parse

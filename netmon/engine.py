@@ -50,6 +50,7 @@ class Counters:
     reasons: Counter[str] = field(default_factory=Counter)
     findings: int = 0
     suppressed: int = 0
+    detector_errors: int = 0
 
 
 class Known(Stations, AccessPoints, Protocol):
@@ -102,7 +103,16 @@ class Engine:
         if handler is None:  # its detector is switched off
             return found
         c.parsed += 1
-        made = handler(record, frame)
+        try:
+            made = handler(record, frame)
+        except Exception as err:  # a detector bug must cost one frame, not the service
+            c.detector_errors += 1
+            name = f"{type(record).__name__}:{type(err).__name__}"
+            if name not in self._logged:
+                self._logged.add(name)
+                logger.exception("a detector failed on a %s frame (%d bytes, first bytes %s); further failures "
+                                 "like it are only counted", type(record).__name__, len(frame), frame[:16].hex())
+            return found
         if made:
             found.extend(self._fresh(made))
         return found
@@ -164,30 +174,34 @@ def read_capture(path: Path) -> Iterator[tuple[int, float, bytes]]:
 
 
 def _read_pcap(path: Path, head: bytes) -> Iterator[tuple[int, float, bytes]]:
-    import mmap
     import struct
 
     order, scale = PCAP_MAGICS[head[:4]]
-    linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF  # upper bits: FCS length flags
+    field = struct.unpack(order + "I", head[20:24])[0]
+    linktype = field & 0xFFFF  # libpcap's LT_LINKTYPE; the upper bits may say every frame ends in an FCS
+    fcs = 2 * ((field >> 28) & 0xF) if field & 0x04000000 else 0
     record = struct.Struct(order + "IIII")
-    size = path.stat().st_size
-    if size <= 24:
-        return
-    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    with path.open("rb", buffering=1 << 20) as fh:
+        fh.seek(24)
+        read, unpack = fh.read, record.unpack
         off = 24
-        unpack = record.unpack_from
-        while off + 16 <= size:
-            sec, frac, incl, _ = unpack(data, off)
+        while True:
+            header = read(16)
+            if len(header) < 16:
+                if header:
+                    logger.warning("%s: the last record is cut short at byte %d (a capture stopped mid-write); "
+                                   "read up to it", path, off)
+                return
+            sec, frac, incl, _ = unpack(header)
             if incl > MAX_RECORD:
                 raise ValueError(f"{path}: corrupt record at byte {off} (length {incl})")
-            end = off + 16 + incl
-            if end > size:
-                break
-            yield linktype, sec + frac / scale, data[off + 16:end]
-            off = end
-        if off != size:
-            logger.warning("%s: the last record is cut short at byte %d of %d (a capture stopped mid-write); "
-                           "read up to it", path, off, size)
+            frame = read(incl)
+            if len(frame) < incl:
+                logger.warning("%s: the last record is cut short at byte %d (a capture stopped mid-write); read "
+                               "up to it", path, off)
+                return
+            off += 16 + incl
+            yield linktype, sec + frac / scale, frame[:-fcs] if fcs and len(frame) > fcs else frame
 
 
 def _read_with_scapy(path: Path) -> Iterator[tuple[int, float, bytes]]:

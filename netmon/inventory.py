@@ -17,8 +17,9 @@ AP_CSV_FIELDS = ("bssid", "ssid", "channel", "security", "approved", "first_seen
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _INSERT = ("INSERT OR IGNORE INTO stations (mac, vendor, ip, approved, first_seen, last_seen) "
            "VALUES (?, ?, ?, ?, ?, ?)")
-_INSERT_AP = ("INSERT OR IGNORE INTO access_points (bssid, ssid, channel, security, approved, first_seen, last_seen) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_INSERT_AP = ("INSERT INTO access_points (bssid, ssid, channel, security, approved, first_seen, last_seen) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(bssid, ssid) DO UPDATE SET "
+              "approved = max(approved, excluded.approved)")  # learning approves one heard before
 
 
 class InventoryError(ValueError):
@@ -94,23 +95,37 @@ class Inventory:
         self.db.execute(_INSERT_AP, row)
 
     def flush(self, last_seen: dict[str, float] | None = None,
-              ap_last_seen: dict[tuple[str, str], float] | None = None) -> int:
+              ap_last_seen: dict[tuple[str, str], float] | None = None, ready: set[str] | None = None) -> int:
         """Write the deferred new stations and access points and move last-seen times forward, in one
-        transaction; returns how many new rows were written."""
-        rows, self._pending = self._pending, []
-        aps, self._pending_aps = self._pending_aps, []
+        transaction; returns how many new rows were written. With `ready`, only the stations whose MAC is in it
+        are written (and taken out of it): the service puts a MAC there once its fact is stored, so a crash
+        never leaves a station known but unreported. A failed write keeps every row for the next flush."""
+        if ready is None:
+            rows, keep = self._pending, []
+        else:
+            rows = [r for r in self._pending if r[0] in ready]
+            keep = [r for r in self._pending if r[0] not in ready]
+        aps = self._pending_aps
         if not rows and not aps and not last_seen and not ap_last_seen:
             return 0
-        with self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(_INSERT, rows)
-            self.db.executemany(_INSERT_AP, aps)
-            if last_seen:
-                self.db.executemany("UPDATE stations SET last_seen = max(last_seen, ?) WHERE mac = ?",
-                                    [(ts, mac) for mac, ts in last_seen.items()])
-            if ap_last_seen:
-                self.db.executemany("UPDATE access_points SET last_seen = max(last_seen, ?) WHERE bssid = ? AND "
-                                    "ssid = ?", [(ts, b, s) for (b, s), ts in ap_last_seen.items()])
+        self._pending, self._pending_aps = keep, []
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(_INSERT, rows)
+                self.db.executemany(_INSERT_AP, aps)
+                if last_seen:
+                    self.db.executemany("UPDATE stations SET last_seen = max(last_seen, ?) WHERE mac = ?",
+                                        [(ts, mac) for mac, ts in last_seen.items()])
+                if ap_last_seen:
+                    self.db.executemany("UPDATE access_points SET last_seen = max(last_seen, ?) WHERE bssid = ? "
+                                        "AND ssid = ?", [(ts, b, s) for (b, s), ts in ap_last_seen.items()])
+        except Exception:
+            self._pending = rows + self._pending
+            self._pending_aps = aps + self._pending_aps
+            raise
+        if ready is not None:
+            ready.difference_update(r[0] for r in rows)
         return len(rows) + len(aps)
 
     def approved(self) -> list[str]:

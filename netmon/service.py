@@ -76,6 +76,9 @@ class NetmonService:
         self._queue: queue.Queue[tuple[Source, int, Finding] | None] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._seq = 0
         self._logged: set[str] = set()
+        self._stored_macs: set[str] = set()  # stations whose fact is stored: their inventory row may be written
+        self._evidence_failing = False
+        self._stop = threading.Event()
 
     # -- sources -----------------------------------------------------------------------------------------------
 
@@ -110,8 +113,10 @@ class NetmonService:
                 if not replay.path.is_file():
                     raise ServiceCannotStart(f"{key}: {replay.path} is not a file")
                 replaying = ReplaySource(replay.path, speed=replay.speed, loop=replay.loop)
+                if any(s.name == replaying.name for s in sources):
+                    replaying.name = f"{replaying.name}-{i}"
                 try:
-                    replaying.due_in()  # reads the first frame: a file that is not a capture stops the start
+                    replaying.check()  # reads the first frame: a file that is not a capture stops the start
                 except (CaptureError, ValueError) as err:
                     raise ServiceCannotStart(f"{key}: {err}") from err
                 sources.append(replaying)
@@ -127,6 +132,8 @@ class NetmonService:
         return sources
 
     def _reopen(self, source: LiveSource) -> None:
+        if not source.is_up():  # a socket bound to a down interface would only fail again
+            return
         try:
             source.open()
         except CaptureError as err:
@@ -144,8 +151,17 @@ class NetmonService:
     # -- findings ----------------------------------------------------------------------------------------------
 
     def _report(self, source: Source, linktype: int, found: list[Finding]) -> None:
+        """Hand findings to the publisher. A full queue holds the capture back (the kernel buffer absorbs the
+        wait; what it cannot hold shows as kernel drops) until the service is stopping."""
         for finding in found:
-            self._queue.put((source, linktype, finding))
+            while True:
+                try:
+                    self._queue.put((source, linktype, finding), timeout=0.5)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        self.counts["findings_lost_at_stop"] += 1
+                        break
 
     def fact_of(self, source: Source, linktype: int, finding: Finding) -> Event:
         """The fact for a finding, its evidence written (a failed write costs the evidence, not the fact)."""
@@ -161,23 +177,38 @@ class NetmonService:
                 write_snippet(path, linktype, frames)
                 data_dir = self.settings.data_dir
                 evidence = str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else str(path)
+                if self._evidence_failing:
+                    self._evidence_failing = False
+                    logger.info("evidence snippets are saved again (%s)", path.parent)
             except OSError as err:
                 self.counts["evidence_errors"] += 1
-                logger.error("evidence for %s not saved at %s: %s", finding.key, path, err)
+                if not self._evidence_failing:  # once per outage (a full disk fails every finding)
+                    self._evidence_failing = True
+                    logger.error("evidence for %s not saved at %s: %s; facts go out without evidence until "
+                                 "this works again", finding.key, path, err)
         cls = FINDING_TYPES[finding.kind]
         return cls(site=self.site, source=f"{SERVICE_NAME}/{device_name(source.name)}", occurred_at=stamp,
                    interface=source.label, signature=finding.signature, packets=packets, evidence=evidence,
                    **finding.fields)
 
     def _publish_loop(self) -> None:
+        next_prune = time.monotonic()
         while True:
-            item = self._queue.get()
+            if time.monotonic() >= next_prune:  # here, not in the capture thread: walking a folder takes time
+                next_prune = time.monotonic() + PRUNE_EVERY_S
+                self._prune_evidence()
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             source, linktype, finding = item
             try:
                 self.producer.publish(self.fact_of(source, linktype, finding))
                 self.counts["published"] += 1
+                if finding.kind == "station_seen":
+                    self._stored_macs.add(finding.fields["mac"])
             except Exception as err:  # one finding that cannot become a fact must not stop the others
                 self.counts["publish_errors"] += 1
                 if finding.kind not in self._logged:
@@ -205,8 +236,10 @@ class NetmonService:
             out |= {"received": c.received, "parsed": c.parsed, "malformed": c.malformed,
                     "malformed_reasons": dict(c.reasons), "findings": c.findings, "suppressed": c.suppressed,
                     "state_dropped": self.engine.state_dropped()}
-        out |= {"published": self.counts["published"], "publish_errors": self.counts["publish_errors"],
-                "evidence_errors": self.counts["evidence_errors"], "waiting": self._queue.qsize()}
+            out["detector_errors"] = c.detector_errors
+        out |= {name: self.counts[name] for name in ("published", "publish_errors", "evidence_errors",
+                                                     "inventory_errors")}
+        out["waiting"] = self._queue.qsize()
         return out
 
     def _publish_stats(self) -> None:
@@ -227,7 +260,7 @@ class NetmonService:
             ap_last_seen = {(mac_text(bssid), ssid.decode("utf-8", "replace")): ts
                             for (bssid, ssid, _, _), ts in self.engine.wifi.checked.items() if ssid}
         try:
-            self.inventory.flush(last_seen, ap_last_seen)
+            self.inventory.flush(last_seen, ap_last_seen, ready=self._stored_macs)
         except Exception as err:  # a locked or full disk: the stations stay known in memory
             self.counts["inventory_errors"] += 1
             logger.error("netmon: writing the station inventory failed: %s", err)
@@ -238,15 +271,21 @@ class NetmonService:
         try:
             gone = self.inventory.prune(n.mac_retention_days * 86400)
             if gone:
-                logger.info("netmon: %d stations unseen for %g days removed from the inventory", gone,
-                            n.mac_retention_days)
+                logger.info("netmon: %d stations and access points unseen for %g days removed from the inventory",
+                            gone, n.mac_retention_days)
+        except Exception as err:
+            logger.error("netmon: inventory retention sweep failed: %s", err)
+
+    def _prune_evidence(self) -> None:
+        n = self.netmon
+        try:
             if self.evidence_dir.is_dir():
                 removed = prune_files(self.evidence_dir, "*.pcap", n.evidence.max_age_days * 86400,
                                       n.evidence.max_bytes)
                 if removed:
                     logger.info("netmon: %d old evidence snippets deleted", removed)
         except Exception as err:
-            logger.error("netmon: retention sweep failed: %s", err)
+            logger.error("netmon: evidence retention sweep failed: %s", err)
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -308,32 +347,38 @@ class NetmonService:
 
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set."""
+        self._stop = stop
         self.sources = self.open_sources()
-        until = self.netmon.learn_until
-        self.inventory = Inventory(self.inventory_path, learn_until=until.timestamp() if until else None,
-                                   deferred=True)
-        known = self.netmon.lan.known_stations
-        if known:
-            self.inventory.import_csv(["mac", *known])
-        self.engine = Engine(self.netmon, self.inventory)
-        self.producer.start()
         publisher = threading.Thread(target=self._publish_loop, name="netmon-publish", daemon=True)
-        publisher.start()
         try:
+            until = self.netmon.learn_until
+            self.inventory = Inventory(self.inventory_path, learn_until=until.timestamp() if until else None,
+                                       deferred=True)
+            known = self.netmon.lan.known_stations
+            if known:
+                self.inventory.import_csv(["mac", *known])
+            self.engine = Engine(self.netmon, self.inventory)
+            self.producer.start()
+            publisher.start()
             self._capture(stop)
         finally:
             for source in self.sources:
                 if isinstance(source, LiveSource):
                     source.close()
-            self._queue.put(None)
-            publisher.join(10)
-            self._flush_inventory(with_last_seen=True)
-            self._publish_stats()
-            stats = self.stats()
-            logger.info("netmon stopped: %d frames, %d parsed, %d malformed, %d findings, %d facts published; "
-                        "kernel drops %s", stats.get("received", 0), stats.get("parsed", 0),
-                        stats.get("malformed", 0), stats.get("findings", 0), stats["published"],
-                        {n: s.get("kernel_dropped") for n, s in stats["sources"].items() if "kernel_dropped" in s})
+            if publisher.is_alive():
+                self._queue.put(None)
+                publisher.join(10)
+                if publisher.is_alive():
+                    logger.warning("netmon: stopping with %d findings not yet published (the next start does not "
+                                   "see them again)", self._queue.qsize())
+            if self.inventory is not None and self.engine is not None:
+                self._flush_inventory(with_last_seen=True)
+                self._publish_stats()
+                stats = self.stats()
+                logger.info("netmon stopped: %d frames, %d parsed, %d malformed, %d findings, %d facts published; "
+                            "kernel drops %s", stats["received"], stats["parsed"], stats["malformed"],
+                            stats["findings"], stats["published"],
+                            {n: s["kernel_dropped"] for n, s in stats["sources"].items() if "kernel_dropped" in s})
             self.producer.stop()
 
 

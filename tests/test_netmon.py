@@ -176,6 +176,24 @@ def test_unapproved_stations_leave_the_inventory_after_the_retention_period(tmp_
     assert not Inventory(tmp_path / "inv.db").knows("02:00:00:00:00:02")
 
 
+def test_a_deferred_station_is_written_only_once_its_fact_is_stored_and_survives_a_failed_write(tmp_path) -> None:
+    """The service defers inventory writes and releases a station only after its fact is stored (a crash in
+    between must leave it unreported-and-unknown, not known-but-never-reported); a failed write keeps it."""
+    inventory = Inventory(tmp_path / "inv.db", deferred=True)
+    inventory.record_station("02:00:00:00:00:aa", None, "10.0.0.9", 1.0, approved=False)
+    assert inventory.knows("02:00:00:00:00:aa")  # in memory at once: not reported twice
+    stored: set[str] = set()
+    assert inventory.flush(ready=stored) == 0
+    assert not Inventory(tmp_path / "inv.db").knows("02:00:00:00:00:aa")
+    stored.add("02:00:00:00:00:aa")
+    inventory.db.execute("ALTER TABLE stations RENAME TO gone")  # the write fails (a real sqlite error)
+    with pytest.raises(Exception, match="no such table"):
+        inventory.flush(ready=stored)
+    inventory.db.execute("ALTER TABLE gone RENAME TO stations")
+    assert inventory.flush(ready=stored) == 1 and stored == set()
+    assert Inventory(tmp_path / "inv.db").knows("02:00:00:00:00:aa")
+
+
 def test_access_points_are_inventoried_learned_and_approved_by_csv(captures, tmp_path) -> None:
     """Every access point heard goes into the inventory (the site's own, from the config, as approved); in the
     learning period a corporate SSID from an unlisted BSSID is learned as the site's; an imported CSV approves
@@ -257,6 +275,13 @@ def test_the_classic_pcap_reader_matches_scapys_and_survives_a_cut_file(captures
         got = list(read_capture(tmp_path / name))
         assert [(lt, frame) for lt, _, frame in got] == [(lt, frame) for lt, _, frame in expected], name
         assert all(abs(a[1] - b[1]) < 1e-6 for a, b in zip(got, expected, strict=True)), name
+    fcs = tmp_path / "fcs.pcap"  # link type field with LT_FCS_LENGTH_PRESENT, 4-byte FCS after every frame
+    head = (0xA1B2C3D4).to_bytes(4, "little") + (2).to_bytes(2, "little") + (4).to_bytes(2, "little") + bytes(8) \
+        + (65535).to_bytes(4, "little") + (0x24000001).to_bytes(4, "little")
+    body = b"".join(int(ts).to_bytes(4, "little") + bytes(4) + (len(fr) + 4).to_bytes(4, "little") * 2 + fr
+                    + b"\xde\xad\xbe\xef" for _, ts, fr in expected)
+    fcs.write_bytes(head + body)
+    assert [(lt, fr) for lt, _, fr in read_capture(fcs)] == [(lt, fr) for lt, _, fr in expected]
     whole = captures[0].read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(whole[:-30])

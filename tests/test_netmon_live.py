@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,10 +118,16 @@ def test_the_service_captures_live_behind_its_filter_and_publishes_findings_with
     assert alerts
 
     # The interface goes down and comes back: the service says so, captures again, and finds the next thing.
+    def source_state() -> dict[str, Any]:
+        return (stats_of(watcher) or {"sources": {lab.capture: {}}})["sources"][lab.capture]
+
     subprocess.run(["ip", "link", "set", lab.capture, "down"], check=True)
-    time.sleep(1.0)
+    wait_until(lambda: source_state().get("open") is False and source_state()["read_errors"] == 1, 10,
+               "the source closed after its interface went down")
     subprocess.run(["ip", "link", "set", lab.capture, "up"], check=True)
-    time.sleep(2.5)  # longer than the reopen interval
+    wait_until(lambda: source_state().get("open") and source_state()["reopened"] == 1, 10,
+               "the source reopened after its interface came back")
+    assert netmon.output().count("capture failed") == 1  # the loss logged once, not once per retry
     tx.close()
     tx = lab.sender()
     send(tx, [bytes(sc.routed("10.20.0.12", "93.184.216.34") / TCP(sport=52000, dport=443, flags="S"))])

@@ -299,7 +299,7 @@ class NetmonService:
         next_flush, next_seen, next_prune, next_stats, next_reopen = now, now + LAST_SEEN_EVERY_S, now, now, now
         feed = engine.feed
         while not stop.is_set():
-            timeout = 0.5
+            timeout = max(0.0, min(0.5, next_stats - time.monotonic()))
             for replay in replays:
                 timeout = min(timeout, replay.due_in())
             open_socks = [s for s in live if s.sock is not None]

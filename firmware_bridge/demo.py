@@ -20,6 +20,7 @@ from firmware_bridge.sim_controller import SerialPair, SimulatedController
 from firmware_bridge.wiegand import encode
 
 logger = logging.getLogger(__name__)
+LINK_WAIT_S = 60.0
 
 CONTROLLER = "controller-1"
 FRONT, BACK = "front", "back-office"
@@ -96,8 +97,17 @@ def run_simulated_site(settings: Settings, stop: threading.Event) -> None:
     ]
     script.sort(key=lambda step: step[0])
     cycle = script[-1][0] + 10.0
-    started = time.monotonic()
+    # The script's clock starts when the badge service has opened the link (its HOST_HELLO), not when this
+    # thread does: on a slow or busy box the service can take seconds to start, and swipes played into a
+    # closed port would reach it in one burst, squeezing the grant window and the forced door together.
     try:
+        waited_until = time.monotonic() + LINK_WAIT_S
+        while not controller.host_seen.wait(0.2) and not stop.is_set():
+            if time.monotonic() > waited_until:
+                logger.warning("badge service did not open the controller link within %.0f s; playing the doors "
+                               "anyway", LINK_WAIT_S)
+                break
+        started = time.monotonic()
         loop = 0
         while not stop.is_set():
             for at, step in script:

@@ -64,6 +64,7 @@ class SimulatedController:
         self.states: dict[tuple[int, int], int] = {}
         self.commands: deque[ReceivedCommand] = deque(maxlen=10_000)
         self.command_seen = threading.Condition()
+        self.host_seen = threading.Event()  # set by the host's first HOST_HELLO: its side of the link is open
         self.heartbeats_on = True
         self.ack_commands = True
         self.errors = 0
@@ -188,6 +189,8 @@ class SimulatedController:
             return
         if not self.ack_commands:
             return
+        if isinstance(frame, HostHello):
+            self.host_seen.set()
         if isinstance(frame, HostHello) and not self.knows_host_hello:
             self._send_now(Ack(self._next_seq(), frame.seq, AckStatus.BAD_COMMAND))
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -19,19 +20,26 @@ def models() -> None:
 
 
 @models.command("list")
-def list_models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model: name, state, path, sha256 "
+              "(what provisioning checks a copied file against).")
+def list_models(as_json: bool) -> None:
     """Every known model, whether it is ready in the cache, and where it comes from.
 
-    Example: sitewarden models list
+    Example: sitewarden models list --json
     """
-    click.echo(f"model cache: {model_dir()}")
+    if not as_json:
+        click.echo(f"model cache: {model_dir()}")
     for name, spec in MODELS.items():
         try:
             verified(name)
             state = "ready"
         except ModelError:
             state = "wrong checksum" if cached_path(name).is_file() else "not built"
-        click.echo(f"{name:20} {state:15} {spec.summary}\n{'':36} from {spec.origin}")
+        if as_json:
+            click.echo(json.dumps({"name": name, "state": state, "path": str(cached_path(name)),
+                                   "sha256": spec.sha256}))
+        else:
+            click.echo(f"{name:20} {state:15} {spec.summary}\n{'':36} from {spec.origin}")
 
 
 @models.command("fetch")

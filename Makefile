@@ -41,12 +41,14 @@ demo: $(VENV)/.installed-demo
 
 # Debian packages the tests use: a real mosquitto broker, and Chromium for the kiosk's browser tests
 # (Playwright drives /usr/bin/chromium; it cannot download its own browser here), and libpcap0.8, which
-# scapy needs to compile netmon's capture filters. Installed when root.
+# scapy needs to compile netmon's capture filters, and debootstrap, which builds the Debian root the
+# provisioning test applies the Ansible playbook to. Installed when root.
 test-system-deps:
 	@missing=""; \
 	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then missing="$$missing mosquitto openssl"; fi; \
 	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if ! ls /usr/lib/*/libpcap.so.0.8 >/dev/null 2>&1; then missing="$$missing libpcap0.8"; fi; \
+	if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then missing="$$missing debootstrap"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo ">> installing$$missing (Debian packages) for the tests"; \

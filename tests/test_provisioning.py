@@ -34,7 +34,9 @@ import yaml
 from conftest import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import topics
 from edge.brokers import free_port
+from edge.events import DoorOpened, dump_event
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE_DIR = REPO / "deploy" / "ansible"
@@ -217,6 +219,8 @@ def provisioned(bookworm_root: Path, tmp_path_factory: pytest.TempPathFactory) -
         "sitewarden_console_host": "127.0.0.1",
         "sitewarden_console_port": ports["console"],
         "sitewarden_console_ca_src": str(inventory / "pki" / "ca.crt"),
+        # This is the example inventory, whose throwaway secrets a real run refuses.
+        "sitewarden_allow_example_secrets": True,
     }))
     runs = [run_playbook(inventory, tmp) for _ in range(2)]
     first = runs[0]
@@ -259,8 +263,9 @@ def test_secrets_and_data_folder_belong_to_the_right_users(provisioned: Provisio
     console = (root / "etc/sitewarden/secrets/console.password").stat()
     assert (console.st_uid, console.st_mode & 0o777) == (passwd["sw-edge"], 0o400)
     assert (root / "var/lib/sitewarden").stat().st_mode & 0o7777 == 0o1770
-    assert (root / "etc/mosquitto/sitewarden.passwd").stat().st_mode & 0o777 == 0o640
-    assert "example-badge" not in (root / "etc/mosquitto/sitewarden.passwd").read_text()
+    for listener in ("local", "remote"):
+        hashes = root / f"etc/mosquitto/sitewarden-{listener}.passwd"
+        assert hashes.stat().st_mode & 0o777 == 0o640 and "example-" not in hashes.read_text()
     groups = subprocess.run(["chroot", str(root), "id", "-nG", "sw-badge"], capture_output=True, text=True).stdout
     assert set(groups.split()) == {"sitewarden", "dialout"}
 
@@ -270,6 +275,7 @@ def test_firewall_opens_ssh_to_admins_and_only_the_kiosk_and_mqtt_tls_to_all(pro
     opened = re.findall(r"^\s*(.*dport.*)$", ruleset, re.M)
     ports = provisioned.ports
     assert opened == ["udp sport 67 udp dport 68 accept",
+                      "ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept",
                       "ip saddr { 10.0.0.0/8, 192.168.0.0/16 } tcp dport 22 accept",
                       f"tcp dport {{ {ports['kiosk']}, {ports['mqtt_tls']} }} accept"], opened
     assert "policy drop;" in ruleset.split("chain input", 1)[1].split("}", 1)[0]
@@ -356,6 +362,7 @@ class Client:
 
     def __init__(self, user: str | None, password: str | None, port: int, ca: Path | None = None) -> None:
         self.connack: Any = None
+        self.subacks: set[int] = set()
         self.pubacks: dict[int, Any] = {}
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
@@ -367,6 +374,7 @@ class Client:
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect_async("localhost", port)
         self.client.loop_start()
 
@@ -376,6 +384,14 @@ class Client:
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         with self.lock:
             self.pubacks[mid] = reason_code
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        with self.lock:
+            self.subacks.add(mid)
+
+    def subscribe(self, topic_filter: str) -> None:
+        mid = self.client.subscribe(topic_filter, qos=1)[1]
+        wait_until(lambda: mid in self.subacks, 10, f"the SUBACK for {topic_filter}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self.lock:
@@ -397,29 +413,34 @@ class Client:
         self.client.disconnect()
 
 
-def test_broker_takes_tls_clients_and_holds_each_service_to_its_acl(box_broker: Broker) -> None:
+def test_broker_takes_tls_clients_and_holds_each_account_to_its_acl(box_broker: Broker) -> None:
+    """Local listener: the services and ops. TLS listener: only the remote accounts (integration)."""
     passwords = box_broker.passwords
-    wrong = Client("badge", "not-the-password", box_broker.tls_port, box_broker.ca)
-    assert wrong.connected().is_failure, "a wrong password was let in"
-    wrong.close()
-    anonymous = Client(None, None, box_broker.local_port)
-    assert anonymous.connected().is_failure, "an anonymous client was let in on the local listener"
-    anonymous.close()
+    for user, password, port, ca in (
+            ("integration", "not-the-password", box_broker.tls_port, box_broker.ca),  # wrong password
+            ("badge", passwords["badge"], box_broker.tls_port, box_broker.ca),  # a service, from the network
+            (None, None, box_broker.local_port, None)):  # anonymous
+        refused = Client(user, password, port, ca)
+        assert refused.connected().is_failure, f"{user} was let in on port {port}"
+        refused.close()
 
     watcher = Client("ops", passwords["ops"], box_broker.local_port)
     assert not watcher.connected().is_failure
-    watcher.client.subscribe(f"sitewarden/{SITE}/#", qos=1)
-    badge = Client("badge", passwords["badge"], box_broker.tls_port, box_broker.ca)
-    assert not badge.connected().is_failure
-    own, forged = f"sitewarden/{SITE}/badge/controller-main/door_opened", f"sitewarden/{SITE}/alert/door_forced_open"
-    time.sleep(0.2)  # the watcher's SUBACK; the fence below makes the check itself deadline-free
-    denied = badge.publish(forged, b'{"forged": true}')
-    assert denied.value == 135, f"publish outside badge's ACL answered {denied}"  # Not authorized
-    allowed = badge.publish(own, b"{}")
-    assert not allowed.is_failure
-    wait_until(lambda: watcher.seen(own), 10, "badge's own fact at the watcher")
-    assert watcher.seen(forged) == [], "a message outside badge's ACL was delivered"
-    for client in (badge, watcher):
+    watcher.subscribe(f"sitewarden/{SITE}/#")
+    badge = Client("badge", passwords["badge"], box_broker.local_port)
+    integration = Client("integration", passwords["integration"], box_broker.tls_port, box_broker.ca)
+    assert not badge.connected().is_failure and not integration.connected().is_failure
+    forged = f"sitewarden/{SITE}/alert/door_forced_open"
+    cases = ((badge, f"sitewarden/{SITE}/badge/controller-main/door_opened"),
+             (integration, f"sitewarden/{SITE}/config/badge/cardholders"))
+    for client, own in cases:
+        denied = client.publish(forged, b'{"forged": true}')
+        assert denied.value == 135, f"publish outside the ACL answered {denied}"  # Not authorized
+        assert not client.publish(own, b"{}").is_failure
+        # Same connection, so had the forged one gone through it would have arrived first.
+        wait_until(lambda own=own: watcher.seen(own), 10, f"{own} at the watcher")
+        assert watcher.seen(forged) == [], "a message outside an account's ACL was delivered"
+    for client in (badge, integration, watcher):
         client.close()
 
 
@@ -454,7 +475,8 @@ def _start_as_unit(provisioned: Provisioned, service: str) -> subprocess.Popen[s
 def test_services_run_from_their_units_as_their_own_users(provisioned: Provisioned, box_broker: Broker) -> None:
     watcher = Client("ops", box_broker.passwords["ops"], box_broker.local_port)
     assert not watcher.connected().is_failure
-    watcher.client.subscribe(f"sitewarden/{SITE}/status/+", qos=1)
+    watcher.subscribe(f"sitewarden/{SITE}/status/+")
+    watcher.subscribe(f"sitewarden/{SITE}/alert/+")
     services = {name: _start_as_unit(provisioned, name) for name in ("edge", "kiosk")}
     try:
         for name, proc in services.items():
@@ -468,6 +490,19 @@ def test_services_run_from_their_units_as_their_own_users(provisioned: Provision
         with urllib.request.urlopen(f"https://localhost:{provisioned.ports['kiosk']}/", context=context,
                                     timeout=20) as page:
             assert page.status == 200 and b"<html" in page.read().lower()
+        # A door opens with no grant: the edge raises an alert under its ACL, and IT acknowledges it with the
+        # installed command as root (the ops account: a command to the edge, the edge's reply).
+        badge = Client("badge", box_broker.passwords["badge"], box_broker.local_port)
+        assert not badge.connected().is_failure
+        opened = DoorOpened(site=SITE, source="badge/controller-main", door="front")
+        badge.publish(topics.fact_topic(SITE, "badge", "controller-main", "door_opened"), dump_event(opened))
+        badge.close()
+        alert_topic = f"sitewarden/{SITE}/alert/door_forced_open"
+        raised = json.loads(wait_until(lambda: watcher.seen(alert_topic), 30, "the forced-open alert")[0])
+        alert_id = raised["alert"]["alert_id"]
+        acked = provisioned.chroot("/usr/local/bin/sitewarden", "alerts", "ack", alert_id, "--by", "it-admin",
+                                   timeout=60)
+        assert acked.returncode == 0 and "is acknowledged (by it-admin)" in acked.stdout, acked.stdout + acked.stderr
     finally:
         for proc in services.values():
             os.killpg(proc.pid, signal.SIGTERM)
@@ -498,7 +533,7 @@ def _digests(root: Path, *paths: str) -> dict[str, str]:
 
 KEPT = ("var/lib/sitewarden/edge.db", "var/lib/sitewarden/kiosk.db", "var/lib/sitewarden/kiosk.key",
         "etc/sitewarden/secrets/mqtt-edge.password", "etc/sitewarden/secrets/kiosk-tls.key",
-        "etc/mosquitto/sitewarden.passwd", "etc/mosquitto/certs/server.key")
+        "etc/mosquitto/sitewarden-local.passwd", "etc/mosquitto/certs/server.key", "etc/ssl/sitewarden/site-ca.crt")
 
 
 @pytest.fixture(scope="module")
@@ -511,19 +546,37 @@ def next_release(provisioned: Provisioned) -> Path:
     return source
 
 
+@pytest.mark.parametrize(("bad", "named"), [
+    ({"edge": {"rules": {"max_open_s": -5}}}, "edge.rules.max_open_s"),
+    # Readable by root, who renders the config, but by no service: each checks the whole config at start.
+    ({"kiosk": {"watchlist_file": "/etc/shadow"}}, "kiosk.watchlist_file"),
+], ids=["value", "unreadable-file"])
 def test_bad_config_stops_an_update_before_anything_switches(provisioned: Provisioned, next_release: Path,
-                                                             box_broker: Broker) -> None:
+                                                             box_broker: Broker, bad: dict[str, Any],
+                                                             named: str) -> None:
+    """Restarts themselves cannot be seen in a chroot (no systemd); what they would run can: the release
+    `current` points at and the config in place, both unchanged."""
     root = provisioned.root
     before = os.readlink(root / "opt/sitewarden/current")
     config_before = (root / "etc/sitewarden/config.yaml").read_bytes()
-    bad = json.dumps({"sitewarden_source_dir": str(next_release),
-                      "sitewarden_config": {"edge": {"rules": {"max_open_s": -5}}}})
-    run = provisioned.playbook("-e", bad)
+    run = provisioned.playbook("-e", json.dumps({"sitewarden_source_dir": str(next_release),
+                                                 "sitewarden_config": bad}))
     assert run.rc != 0 and run.recap.get("failed") == 1, run.output[-8000:]
-    assert "edge.rules.max_open_s" in run.output, run.output[-8000:]
+    assert named in run.output, run.output[-8000:]
     assert os.readlink(root / "opt/sitewarden/current") == before
     assert (root / "etc/sitewarden/config.yaml").read_bytes() == config_before
-    assert "RUNNING HANDLER" not in run.output
+
+
+def test_a_controller_without_the_site_ca_refuses_to_make_a_new_one(provisioned: Provisioned) -> None:
+    pki, aside = provisioned.inventory / "pki", provisioned.tmp / "pki-aside"
+    pki.rename(aside)
+    try:
+        run = provisioned.playbook()
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+        aside.rename(pki)
+    assert run.rc != 0 and "already trusts a site CA" in run.output, run.output[-8000:]
+    assert (provisioned.root / "etc/ssl/sitewarden/site-ca.crt").read_bytes() == (pki / "ca.crt").read_bytes()
 
 
 def test_update_switches_release_and_keeps_data_and_secrets(provisioned: Provisioned, next_release: Path,

@@ -173,6 +173,21 @@ class Provisioned:
     def playbook(self, *extra: str) -> Run:
         return run_playbook(self.inventory, self.tmp, *extra)
 
+    def uid(self, user: str) -> int:
+        """A user's id inside the root."""
+        return self._id("etc/passwd", user)
+
+    def gid(self, group: str) -> int:
+        """A group's id inside the root."""
+        return self._id("etc/group", group)
+
+    def _id(self, table: str, name: str) -> int:
+        for line in (self.root / table).read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return int(fields[2])
+        raise KeyError(f"{name} is not in the root's /{table}")
+
 
 def run_playbook(inventory: Path, tmp: Path, *extra: str) -> Run:
     started = time.monotonic()
@@ -256,12 +271,11 @@ def test_installed_sitewarden_accepts_the_rendered_config(provisioned: Provision
 
 def test_secrets_and_data_folder_belong_to_the_right_users(provisioned: Provisioned) -> None:
     root = provisioned.root
-    passwd = {line.split(":")[0]: int(line.split(":")[2]) for line in (root / "etc/passwd").read_text().splitlines()}
     for service in ("edge", "badge", "kiosk", "vision", "netmon"):
         secret = (root / f"etc/sitewarden/secrets/mqtt-{service}.password").stat()
-        assert (secret.st_uid, secret.st_mode & 0o777) == (passwd[f"sw-{service}"], 0o400), service
+        assert (secret.st_uid, secret.st_mode & 0o777) == (provisioned.uid(f"sw-{service}"), 0o400), service
     console = (root / "etc/sitewarden/secrets/console.password").stat()
-    assert (console.st_uid, console.st_mode & 0o777) == (passwd["sw-edge"], 0o400)
+    assert (console.st_uid, console.st_mode & 0o777) == (provisioned.uid("sw-edge"), 0o400)
     assert (root / "var/lib/sitewarden").stat().st_mode & 0o7777 == 0o1770
     for listener in ("local", "remote"):
         hashes = root / f"etc/mosquitto/sitewarden-{listener}.passwd"
@@ -332,8 +346,7 @@ def box_broker(provisioned: Provisioned) -> Iterator[Broker]:
     root = provisioned.root
     run_dir = root / "run/mosquitto"
     run_dir.mkdir(parents=True, exist_ok=True)
-    uid = int(provisioned.chroot("id", "-u", "mosquitto").stdout)
-    os.chown(run_dir, uid, -1)
+    os.chown(run_dir, provisioned.uid("mosquitto"), -1)
     broker = subprocess.Popen(["chroot", str(root), "/usr/sbin/mosquitto", "-c", "/etc/mosquitto/mosquitto.conf"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ports = provisioned.ports
@@ -461,10 +474,8 @@ def _unit(root: Path, service: str) -> dict[str, Any]:
 def _start_as_unit(provisioned: Provisioned, service: str) -> subprocess.Popen[str]:
     root = provisioned.root
     unit = _unit(root, service)
-    ids = provisioned.chroot("id", "-u", unit["user"]).stdout.strip()
-    gid = provisioned.chroot("getent", "group", unit["group"]).stdout.split(":")[2]
-    spec = f"{ids}:{gid}"
-    extra = [provisioned.chroot("getent", "group", g).stdout.split(":")[2] for g in unit["groups"]]
+    spec = f"{provisioned.uid(unit['user'])}:{provisioned.gid(unit['group'])}"
+    extra = [str(provisioned.gid(g)) for g in unit["groups"]]
     argv = ["chroot", f"--userspec={spec}"] + ([f"--groups={','.join(extra)}"] if extra else [])
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **unit["env"]}
     return subprocess.Popen([*argv, str(root), "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()),
@@ -509,15 +520,13 @@ def test_services_run_from_their_units_as_their_own_users(provisioned: Provision
         for proc in services.values():
             proc.wait(30)
         watcher.close()
-    passwd = {line.split(":")[0]: int(line.split(":")[2])
-              for line in (provisioned.root / "etc/passwd").read_text().splitlines()}
     for service, name in (("edge", "edge.db"), ("kiosk", "kiosk.db"), ("kiosk", "kiosk.key")):
         made = (provisioned.root / "var/lib/sitewarden" / name).stat()
-        assert made.st_uid == passwd[f"sw-{service}"] and made.st_mode & 0o077 == 0, name
+        assert made.st_uid == provisioned.uid(f"sw-{service}") and made.st_mode & 0o077 == 0, name
     # IT then makes the reception's staff account as the README says: the wrapper, as the kiosk's user.
     (provisioned.root / "tmp/anna.password").write_text("correct horse battery staple\n")
     (provisioned.root / "tmp/anna.password").chmod(0o644)
-    kiosk_user = ":".join(provisioned.chroot("id", flag, "sw-kiosk").stdout.strip() for flag in ("-u", "-g"))
+    kiosk_user = f"{provisioned.uid('sw-kiosk')}:{provisioned.gid('sitewarden')}"
     added = subprocess.run(["chroot", f"--userspec={kiosk_user}", str(provisioned.root),
                             "/usr/local/bin/sitewarden", "kiosk", "user", "add", "anna", "--role", "reception",
                             "--password-file", "/tmp/anna.password"], capture_output=True, text=True, timeout=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,10 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import topics
 from edge.brokers import MosquittoBroker, find_mosquitto, free_port
+from edge.bus import Bus, Inbound
+from edge.config import load_settings
 from edge.processes import kill_process, stop_process
 from firmware_bridge.sim_controller import SerialPair
 
@@ -36,6 +40,30 @@ def wait_until(predicate: Callable[[], Any], deadline_s: float, what: str, inter
         if time.monotonic() > end:
             pytest.fail(f"timed out after {deadline_s:g} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def wait_online(config: Path, service: str) -> None:
+    """Wait for a service's retained `online` on the broker it uses, watched as a client with the same broker
+    settings (TLS, account). The service's "connected" log line comes before its subscriptions reach the
+    broker; `online` is published after them on the same connection, so once it is seen, a fact published by
+    anyone reaches the service."""
+    settings = load_settings(config)
+    broker = settings.console.broker if service == "console" else settings.mqtt
+    watcher = Bus(broker, client_id=f"test-watch-{service}-{time.monotonic_ns()}", site=settings.site.id,
+                  service=None)
+    watcher.subscribe(topics.status_topic(settings.site.id, service))
+    watcher.start()
+    end = time.monotonic() + START_DEADLINE_S
+    try:
+        while True:
+            try:
+                item = watcher.inbox.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"timed out after {START_DEADLINE_S:g} s waiting for {service} online at {watcher.where}")
+            if isinstance(item, Inbound) and item.payload == b"online":
+                return
+    finally:
+        watcher.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -126,6 +154,7 @@ class ServiceProcess:
         config = yaml.safe_load(self.config.read_text())
         links = 2 if self.service == "edge" and config["edge"]["forwarder"]["enabled"] else 1
         wait_until(lambda: self._connected() >= links, START_DEADLINE_S, f"{self.service} to connect")
+        wait_online(self.config, self.service)
         return self
 
     def _connected(self) -> int:

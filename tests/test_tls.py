@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SITE, query, wait_until, write_config
+from conftest import SITE, query, wait_online, wait_until, write_config
 
 from edge import topics
 from edge.brokers import MosquittoBroker
@@ -89,6 +89,7 @@ def test_wrong_central_password_is_logged_once_and_alerts_wait_in_the_outbox(
     try:
         wait_until(lambda: f"connected to broker 127.0.0.1:{mqtt_broker.port}" in log.read_text(), 15,
                    "the edge on its local broker")
+        wait_online(config, "edge")
         device = client_factory(mqtt_broker.port)
         device.publish(topics.fact_topic(SITE, "badge", "ctl-1", "door_opened"),
                        dump_event(DoorOpened(site=SITE, source="badge/ctl-1", door="front")))

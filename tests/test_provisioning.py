@@ -496,7 +496,14 @@ def test_services_run_from_their_units_as_their_own_users(provisioned: Provision
                     pytest.fail(f"{name} exited {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
                 return b"online" in watcher.seen(f"sitewarden/{SITE}/status/{name}")
             wait_until(online, 60, f"{name} online on the provisioned broker")
-        # The kiosk answers over HTTPS with the certificate the site CA issued for this box.
+        # The kiosk answers over HTTPS with the certificate the site CA issued for this box. Its `online` comes
+        # from its MQTT client, which starts before the web server binds its port: wait for the port too.
+        def listening() -> bool:
+            if services["kiosk"].poll() is not None:
+                pytest.fail(f"kiosk exited {services['kiosk'].returncode}")
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", provisioned.ports["kiosk"])) == 0
+        wait_until(listening, 60, "the kiosk's HTTPS port")
         context = ssl.create_default_context(cafile=str(box_broker.ca))
         with urllib.request.urlopen(f"https://localhost:{provisioned.ports['kiosk']}/", context=context,
                                     timeout=20) as page:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationError,
     ValidationInfo,
@@ -20,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from edge.card_formats import CardFormatName, canonical_format
 from edge.config_base import DoorId, ExistingFile, SecretFile, Section, _readable_file, read_secret
 from edge.config_netmon import NetmonSettings
 from edge.config_vision import VisionSettings
@@ -178,7 +180,12 @@ class ConsoleSettings(Section):
                            "session's queue while the console restarts.")
 
 
-WiegandFormatName = Literal["H10301", "H10306", "C1000", "H10304"]
+def _canonical_format(value: object) -> object:
+    return canonical_format(value) if isinstance(value, str | int) else value
+
+
+# Aliases (`C1K35`, `26-bit`, ...) are accepted and stored under the canonical name.
+WiegandFormatName = Annotated[CardFormatName, BeforeValidator(_canonical_format)]
 DEFAULT_FORMATS: tuple[WiegandFormatName, ...] = ("H10301",)
 
 

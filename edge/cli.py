@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import sys
 import threading
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +293,9 @@ def example() -> None:
 
     Example: sitewarden config example > /etc/sitewarden/config.yaml
     """
-    click.echo(files("edge").joinpath("example-config.yaml").read_text(), nl=False)
+    from edge.config_example import render_example
+
+    click.echo(render_example(Settings), nl=False)
 
 
 @cli.command()

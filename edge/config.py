@@ -520,6 +520,18 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
+HOW_TO_PASS = ("give it as `sitewarden --config FILE ...` or set SITEWARDEN_CONFIG=FILE (`sitewarden config example` "
+               "prints one to start from)")
+
+
+class ConfigMissing(ConfigError):
+    """No config was given at all: no file, no $SITEWARDEN_CONFIG and no SITEWARDEN_* settings."""
+
+    def __init__(self) -> None:
+        super().__init__("(no config)", [ConfigProblem("(config)", "(none)", "no config given")])
+        self.args = (f"this command needs a config: {HOW_TO_PASS}",)
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: "***" if k in _SECRET_KEYS else _mask(v) for k, v in value.items()}
@@ -557,6 +569,8 @@ def load_settings(path: Path | str | None = None) -> Settings:
         bad = [k for k in data if not isinstance(k, str)]
         raise ConfigError(source, [ConfigProblem(f"(top level) {k!r}", _short(k), "keys must be section names")
                                    for k in bad])
+    if path is None and not any(key.upper().startswith(ENV_PREFIX) for key in os.environ):
+        raise ConfigMissing()
     try:
         return Settings(**data)
     except SettingsError as err:

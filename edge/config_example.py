@@ -164,10 +164,10 @@ def _model_lines(model: type[BaseModel], values: dict[str, Any], indent: int, di
             yield f"{pad}{name}:"
             for key, item_value in _plain(value).items():
                 yield f"{pad}  {_flow(key)}: {_flow(item_value)}"
+        elif off is not None:  # left out, it keeps the default the comment names
+            yield from _disable([f"{pad}{name}: {_flow(off)}"], indent)
         else:
             yield f"{pad}{name}: {_flow(value)}"
-            if off is not None:
-                yield from _disable([f"{pad}{name}: {_flow(off)}"], indent)
 
 
 def _entries(item: type[BaseModel], origin: Any, entries: Any, indent: int) -> Iterator[str]:

@@ -155,6 +155,15 @@ def _has_path(data, path: tuple[str, ...]) -> bool:
     return isinstance(data, dict) and head in data and _has_path(data[head], rest)
 
 
+class _UniqueKeyLoader(__import__("yaml").SafeLoader):
+    """Refuses a key given twice in one mapping (PyYAML would keep the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        assert len(keys) == len(set(keys)), f"duplicate keys at line {node.start_mark.line + 1}: {keys}"
+        return super().construct_mapping(node, deep=deep)
+
+
 def _example() -> str:
     done = subprocess.run([*CLI, "config", "example"], capture_output=True, text=True, check=True)
     return done.stdout
@@ -170,7 +179,7 @@ def test_example_config_shows_every_settings_field_with_its_description() -> Non
     from edge.config_example import enable
 
     text = _example()
-    data = yaml.safe_load(enable(text))
+    data = yaml.load(enable(text), Loader=_UniqueKeyLoader)
     comments = re.sub(r"\n\s*(?:#~ )*# ", " ", text)
     missing, unexplained = [], []
     for path, field in _field_paths(Settings):

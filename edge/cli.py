@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import inspect
 import json
 import logging
 import queue
@@ -11,7 +12,6 @@ import socket
 import sqlite3
 import sys
 import threading
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import click
 from edge import __version__, topics
 from edge.alerts import Alert, AlertMessage
 from edge.bus import Bus, Inbound
-from edge.config import ConfigError, Settings, load_settings
+from edge.config import ConfigError, ConfigMissing, Settings, load_settings
 from edge.ids import new_id
 from edge.services import ServiceCannotStart, discover, discover_commands
 from edge.store import StoreError, database_path
@@ -33,15 +33,45 @@ def _setup_logging(level: str) -> None:
 
 
 def _settings(ctx: click.Context) -> Settings:
-    try:
-        settings = load_settings(ctx.obj.get("config"))
-    except ConfigError as err:
-        raise click.ClickException(str(err)) from err
+    settings = load_settings(ctx.obj.get("config"))  # a ConfigError is shown by SitewardenGroup
     _setup_logging(settings.log.level)
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ConfigUnusable(click.ClickException):
+    """A command could not load its config: one line saying how to pass one, or every problem by key path."""
+
+    def __init__(self, err: ConfigError) -> None:
+        super().__init__(str(err))
+        self.error = err
+        self.exit_code = 2 if isinstance(err, ConfigMissing) else 1
+
+    def show(self, file: Any = None) -> None:
+        err = self.error
+        if isinstance(err, ConfigMissing):
+            click.echo(f"Error: {err}", err=True)
+            return
+        click.echo(f"Error: config {err.source}: {len(err.problems)} problem(s)", err=True)
+        for problem in err.problems:
+            click.echo(f"  {problem.path}: {problem.message}\n      value: {problem.value}", err=True)
+
+
+class SitewardenGroup(click.Group):
+    """The top-level group: wherever in the command tree a config fails to load (plug-in commands too, which
+    load it themselves), the user gets `ConfigUnusable`'s lines, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as err:
+            raise ConfigUnusable(err) from err
+        except click.ClickException as err:
+            if isinstance(err.__cause__, ConfigError) and not isinstance(err, ConfigUnusable):
+                raise ConfigUnusable(err.__cause__) from err.__cause__
+            raise
+
+
+@click.group(cls=SitewardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sitewarden")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar="SITEWARDEN_CONFIG", help="YAML config file (default: $SITEWARDEN_CONFIG).")
@@ -294,7 +324,9 @@ def example() -> None:
 
     Example: sitewarden config example > /etc/sitewarden/config.yaml
     """
-    click.echo(files("edge").joinpath("example-config.yaml").read_text(), nl=False)
+    from edge.config_example import render_example
+
+    click.echo(render_example(Settings), nl=False)
 
 
 @cli.command()
@@ -339,7 +371,52 @@ def _add_service_commands() -> None:
             cli.add_command(group, name)
 
 
+NEEDS_CONFIG = "Needs a config: `sitewarden --config FILE ...` or SITEWARDEN_CONFIG=FILE."
+
+
+def _loads_config(func: Any, module: str | None = None, seen: set[int] | None = None) -> bool:
+    """True when `func`, or a helper of its own module it calls, calls `load_settings`. Plug-in commands load
+    their config themselves; this finds them without a marker in every plug-in."""
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    seen = set() if seen is None else seen
+    if code is None or id(func) in seen:
+        return False
+    seen.add(id(func))
+    module = module or func.__module__
+    codes, names = [code], set()
+    while codes:
+        current = codes.pop()
+        names |= set(current.co_names)
+        codes += [c for c in current.co_consts if inspect.iscode(c)]
+    if "load_settings" in names:
+        return True
+    helpers = (func.__globals__.get(name) for name in names)
+    return any(_loads_config(h, module, seen) for h in helpers
+               if inspect.isfunction(h) and h.__module__ == module)
+
+
+def needs_config(command: click.Command) -> bool:
+    """Whether a command loads the config (its `needs_config` attribute, else found from its code)."""
+    declared = getattr(command, "needs_config", None)
+    if declared is not None:
+        return bool(declared)
+    return command.callback is not None and _loads_config(command.callback)
+
+
+def _say_which_need_config(group: click.Group) -> None:
+    """Put NEEDS_CONFIG into the help of every command that needs a config, just before its example."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _say_which_need_config(command)
+        elif needs_config(command) and NEEDS_CONFIG not in (command.help or ""):
+            paragraphs = inspect.cleandoc(command.help or "").split("\n\n")
+            command.help = "\n\n".join([*paragraphs[:-1], NEEDS_CONFIG, paragraphs[-1]])
+
+
+check.needs_config = False  # type: ignore[attr-defined]  # takes FILE itself, and reports what is wrong
 _add_service_commands()
+_say_which_need_config(cli)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     ValidationError,
     ValidationInfo,
@@ -20,7 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from edge.config_base import DoorId, ExistingFile, SecretFile, Section, _readable_file, read_secret
+from edge.card_formats import CardFormatName, canonical_format
+from edge.config_base import DoorId, ExistingFile, SecretFile, Section, _readable_file, empty_takes_default, read_secret
 from edge.config_netmon import NetmonSettings
 from edge.config_vision import VisionSettings
 from edge.topics import NAME_PATTERN
@@ -178,7 +180,12 @@ class ConsoleSettings(Section):
                            "session's queue while the console restarts.")
 
 
-WiegandFormatName = Literal["H10301", "H10306", "C1000", "H10304"]
+def _canonical_format(value: object) -> object:
+    return canonical_format(value) if isinstance(value, str | int) else value
+
+
+# Aliases (`C1K35`, `26-bit`, ...) are accepted and stored under the canonical name.
+WiegandFormatName = Annotated[CardFormatName, BeforeValidator(_canonical_format)]
 DEFAULT_FORMATS: tuple[WiegandFormatName, ...] = ("H10301",)
 
 
@@ -414,19 +421,69 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
     )
 
-    site: SiteSettings = Field(description="Which site this box guards.")
+    # The examples are what `sitewarden config example` shows (edge/config_example.py): `examples` are written
+    # as they are and must pass `config check`; a `disabled_example` needs devices or files a box must provide
+    # first, so it is written commented out (`#~ `).
+    site: SiteSettings = Field(description="Which site this box guards.", examples=[
+        {"id": "ams-office", "name": "Amsterdam office", "timezone": "Europe/Amsterdam"}])
     data_dir: Path = Field(default=Path("/var/lib/sitewarden"), description="Databases and evidence live here.")
-    mqtt: BrokerSettings = Field(default_factory=BrokerSettings, description="The local broker every service uses.")
-    edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.")
+    mqtt: BrokerSettings = Field(default_factory=BrokerSettings, description="The local broker every service uses.",
+                                 json_schema_extra={"disabled_example": {
+                                     "username": "edge",
+                                     "password_file": "/etc/sitewarden/secrets/mqtt-edge.password"}})
+    edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.", examples=[{
+        "rules": {"doors": {"loading-dock": {"max_open_s": 300}}},
+        "forwarder": {"broker": {"host": "console.example.internal", "port": 8883, "tls": {}}}}],
+        json_schema_extra={"disabled_example": {"forwarder": {"broker": {
+            "username": "site-ams-office", "password_file": "/etc/sitewarden/secrets/central.password",
+            "tls": {"ca_file": "/etc/sitewarden/tls/central-ca.pem"}}}}})
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The central console receiver.")
-    badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).")
+    badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).",
+                                 json_schema_extra={"disabled_example": {
+        "controllers": {"controller-1": {
+            "port": "/dev/serial/by-id/usb-Raspberry_Pi_Pico_E6614103E7-if00",
+            "doors": {"front": {"reader": 0, "contact": 0, "rex": 0, "relay": 0, "formats": ["H10301"]},
+                      "back-office": {"reader": 1, "contact": 1, "relay": 1, "formats": ["H10306", "H10301"]}}}},
+        "osdp": {"bus-1": {"port": "/dev/ttyUSB0", "readers": {
+            "lobby-in": {"address": 1, "door": "lobby", "key_file": "/etc/sitewarden/osdp/lobby-in.key",
+                         "contact_input": 0, "rex_input": 1}}}}}})
     kiosk: KioskSettings = Field(default_factory=KioskSettings, description="The visitor kiosk and reception "
-                                 "console.")
+                                 "console.", examples=[{"hosts": {"jdevries": {
+                                     "name": "Jan de Vries", "email": "jan.devries@example.com",
+                                     "department": "Facilities"}}}],
+                                 json_schema_extra={"disabled_example": {
+                                     "tls_cert_file": "/etc/sitewarden/tls/kiosk.pem",
+                                     "tls_key_file": "/etc/sitewarden/tls/kiosk.key",
+                                     "watchlist_file": "/etc/sitewarden/watchlist.txt",
+                                     "smtp": {"host": "smtp.example.internal", "username": "sitewarden",
+                                              "password_file": "/etc/sitewarden/secrets/smtp.password",
+                                              "sender": "reception@example.com"}}})
     vision: VisionSettings = Field(default_factory=VisionSettings, description="The vision service (cameras, "
-                                   "person detection, door-line counts).")
+                                   "person detection, door-line counts).", json_schema_extra={"disabled_example": {
+                                       "cameras": {"cam-front": {
+                                           "url": "rtsp://cam-front.example.internal/stream1", "door": "front",
+                                           "line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left"}}}})
     netmon: NetmonSettings = Field(default_factory=NetmonSettings, description="The netmon service (passive "
-                                   "capture, Wi-Fi/LAN/VPN detectors, device inventory).")
+                                   "capture, Wi-Fi/LAN/VPN detectors, device inventory).", examples=[{
+                                       "wifi": {"networks": [{"ssid": "CorpNet", "bssids": ["02:00:00:00:01:01"],
+                                                              "channels": [1, 6], "security": "wpa3"}],
+                                                "known_ssids": ["Cafe Guest"]},
+                                       "lan": {"dhcp_servers": ["10.0.0.1"], "protected_ips": ["10.0.0.1"],
+                                               "known_stations": ["02:00:00:00:00:14"]},
+                                       "vpn": {"agent_subnets": ["10.20.0.0/16"],
+                                               "concentrators": ["198.51.100.10/32"]}}],
+                                   json_schema_extra={"disabled_example": {
+                                       "interface": "eth1", "monitor_interface": "wlan1mon",
+                                       "learn_until": "2027-02-01T00:00:00Z",
+                                       "evidence_dir": "/var/lib/sitewarden/netmon/evidence",
+                                       "replay": [{"path": "/var/lib/sitewarden/drills/site-minute.pcapng",
+                                                   "speed": 1.0}]}})
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        return empty_takes_default(cls, info.field_name or "", value)
 
     @classmethod
     def settings_customise_sources(
@@ -461,6 +518,18 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+HOW_TO_PASS = ("give it as `sitewarden --config FILE ...` or set SITEWARDEN_CONFIG=FILE (`sitewarden config example` "
+               "prints one to start from)")
+
+
+class ConfigMissing(ConfigError):
+    """No config was given at all: no file, no $SITEWARDEN_CONFIG and no SITEWARDEN_* settings."""
+
+    def __init__(self) -> None:
+        super().__init__("(no config)", [ConfigProblem("(config)", "(none)", "no config given")])
+        self.args = (f"this command needs a config: {HOW_TO_PASS}",)
 
 
 def _mask(value: Any) -> Any:
@@ -500,6 +569,8 @@ def load_settings(path: Path | str | None = None) -> Settings:
         bad = [k for k in data if not isinstance(k, str)]
         raise ConfigError(source, [ConfigProblem(f"(top level) {k!r}", _short(k), "keys must be section names")
                                    for k in bad])
+    if path is None and not any(key.upper().startswith(ENV_PREFIX) for key in os.environ):
+        raise ConfigMissing()
     try:
         return Settings(**data)
     except SettingsError as err:

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.card_formats import canonical_format
+
 DenyReason = Literal["unknown_card", "disabled", "expired", "not_yet_valid", "outside_schedule", "wrong_door",
                      "parity_error", "unknown_length"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -99,7 +101,11 @@ class Cardholder(BaseModel):
     @field_validator("card_format", mode="before")
     @classmethod
     def _blank_format(cls, value: object) -> object:
-        return None if value in ("", None) else value
+        if value in ("", None):
+            return None
+        if isinstance(value, str) and value.strip().lower() == "ascii":
+            return "ascii"  # OSDP text cards, as the badge service names their format
+        return canonical_format(value) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.card_formats import canonical_format
+
 ParityKind = Literal["even", "odd"]
 
 
@@ -157,7 +159,7 @@ def _parity_bit(bits_value: int, count: int, parity: Parity) -> int:
 
 def encode(fmt: WiegandFormat | str, facility: int, card: int) -> WiegandBits:
     """The bits a reader of `fmt` sends for this card, parity included."""
-    f = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    f = format_named(fmt) if isinstance(fmt, str) else fmt
     if not 0 <= facility <= f.max_facility:
         raise ValueError(f"{f.name}: facility {facility} outside 0..{f.max_facility}")
     if not 0 <= card <= f.max_card:
@@ -180,9 +182,14 @@ def failed_parities(fmt: WiegandFormat, bits: WiegandBits) -> list[int]:
     return failed
 
 
+def format_named(name: str) -> WiegandFormat:
+    """The format for a name or a common alias (`C1K35`, `26-bit`, ...); ValueError listing the valid names."""
+    return FORMATS[canonical_format(name)]
+
+
 def resolve_formats(names: Iterable[str]) -> tuple[WiegandFormat, ...]:
-    """Format objects for config names; raises KeyError naming the unknown one."""
-    return tuple(FORMATS[name] for name in names)
+    """Format objects for config names or aliases; ValueError naming the unknown one and listing the valid."""
+    return tuple(format_named(name) for name in names)
 
 
 def decode(bits: WiegandBits, formats: Sequence[WiegandFormat]) -> CardRead | BadRead:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import click
 from edge.config import load_settings
 
 if TYPE_CHECKING:
+    from netmon.engine import Engine
     from netmon.findings import Finding
 
 
@@ -38,27 +40,36 @@ def replay(ctx: click.Context, files: tuple[Path, ...], known_csv: Path | None, 
 
     Example: sitewarden netmon replay wired.pcap wifi.pcapng --known stations.csv
     """
-    from netmon.engine import Engine, read_capture
     from netmon.inventory import Inventory, InventoryError
+    from netmon.startup import copy_inventory, make_engine, open_inventory, site_inventory_path
 
     settings = load_settings(ctx.obj.get("config") if ctx.obj else None)
-    until = settings.netmon.learn_until
-    inventory = Inventory(learn_until=until.timestamp() if until else None)
-    site_db = settings.data_dir / "netmon" / "inventory.db"
-    try:
-        if site_db.is_file():
-            site = Inventory(site_db)
+    site_db = site_inventory_path(settings.data_dir)
+    with tempfile.TemporaryDirectory(prefix="sitewarden-replay-") as scratch:
+        # Judged against what the service knows (stations approved or already reported, access points), on a
+        # private copy: a replay stores nothing. --known replaces the site's stations with the CSV's.
+        copy = copy_inventory(site_db, Path(scratch) / "inventory.db") if site_db.is_file() else None
+        try:
             if known_csv is None:
-                inventory.import_csv(["mac", *site.approved()])
-            inventory.import_aps_csv(["bssid,ssid", *[_csv_row(b, s) for b, s in site.approved_aps()]])
-        if known_csv is not None:
-            inventory.import_csv(known_csv.read_text(encoding="utf-8").splitlines())
-    except InventoryError as err:
-        raise click.ClickException(f"{known_csv or site_db}: {err}") from None
-    parse = None
-    if reference:
-        from netmon.reference import parse
-    engine = Engine(settings.netmon, inventory, parse=parse)
+                inventory = open_inventory(settings.netmon, copy or ":memory:")
+            else:
+                inventory = open_inventory(settings.netmon)
+                if copy is not None:
+                    aps = Inventory(copy).approved_aps()
+                    inventory.import_aps_csv(["bssid,ssid", *[_csv_row(b, s) for b, s in aps]])
+                inventory.import_csv(known_csv.read_text(encoding="utf-8").splitlines())
+        except InventoryError as err:
+            raise click.ClickException(f"{known_csv or site_db}: {err}") from None
+        parse = None
+        if reference:
+            from netmon.reference import parse
+        engine = make_engine(settings.netmon, inventory, parse=parse)
+        _replay(engine, files, as_json)
+
+
+def _replay(engine: Engine, files: tuple[Path, ...], as_json: bool) -> None:
+    from netmon.engine import read_capture
+
     count = 0
     for path in files:
         try:

@@ -34,6 +34,7 @@ from netmon.evidence import summaries, write_snippet
 from netmon.findings import Finding
 from netmon.inventory import Inventory
 from netmon.packets import DLT_EN10MB, DLT_IEEE802_11_RADIO, mac_text
+from netmon.startup import make_engine, open_inventory, site_inventory_path
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class NetmonService:
         self.netmon = settings.netmon
         self.site = settings.site.id
         self.evidence_dir = self.netmon.evidence_dir or settings.data_dir / "netmon" / "evidence"
-        self.inventory_path = settings.data_dir / "netmon" / "inventory.db"
+        self.inventory_path = site_inventory_path(settings.data_dir)
         self.producer = FactProducer(settings, SERVICE_NAME)
         # interface -> pcap link type, instead of the interface's own; only for tests that carry radiotap
         # frames over a veth pair (no monitor-mode radio there)
@@ -345,19 +346,19 @@ class NetmonService:
                     if source.sock is None:
                         self._reopen(source)
 
+    def open_engine(self) -> Engine:
+        """The detectors over the site's inventory, set up as `sitewarden netmon replay` sets them up."""
+        self.inventory = open_inventory(self.netmon, self.inventory_path, deferred=True)
+        self.engine = make_engine(self.netmon, self.inventory)
+        return self.engine
+
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set."""
         self._stop = stop
         self.sources = self.open_sources()
         publisher = threading.Thread(target=self._publish_loop, name="netmon-publish", daemon=True)
         try:
-            until = self.netmon.learn_until
-            self.inventory = Inventory(self.inventory_path, learn_until=until.timestamp() if until else None,
-                                       deferred=True)
-            known = self.netmon.lan.known_stations
-            if known:
-                self.inventory.import_csv(["mac", *known])
-            self.engine = Engine(self.netmon, self.inventory)
+            self.open_engine()
             self.producer.start()
             publisher.start()
             self._capture(stop)

@@ -122,3 +122,96 @@ def test_every_settings_field_has_a_description() -> None:
 
     walk(Settings, "")
     assert missing == []
+
+
+def _field_paths(model, prefix: tuple[str, ...] = ()):
+    """(path, field) of every settings field, nested too; `*` stands for any entry of a map or list."""
+    from pydantic import BaseModel
+
+    from edge.config_example import _unwrap
+
+    for name, field in model.model_fields.items():
+        if field.exclude:  # refused keys (the inline `password`) are not offered
+            continue
+        path = (*prefix, name)
+        yield path, field
+        kind, _ = _unwrap(field.annotation)
+        args = getattr(kind, "__args__", ())
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _field_paths(kind, path)
+        elif getattr(kind, "__origin__", None) in (dict, list) and args:
+            item, _ = _unwrap(args[-1])
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                yield from _field_paths(item, (*path, "*"))
+
+
+def _has_path(data, path: tuple[str, ...]) -> bool:
+    if not path:
+        return True
+    head, rest = path[0], path[1:]
+    if head == "*":
+        entries = data.values() if isinstance(data, dict) else data if isinstance(data, list) else []
+        return any(_has_path(entry, rest) for entry in entries)
+    return isinstance(data, dict) and head in data and _has_path(data[head], rest)
+
+
+class _UniqueKeyLoader(__import__("yaml").SafeLoader):
+    """Refuses a key given twice in one mapping (PyYAML would keep the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        assert len(keys) == len(set(keys)), f"duplicate keys at line {node.start_mark.line + 1}: {keys}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def _example() -> str:
+    done = subprocess.run([*CLI, "config", "example"], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_example_config_shows_every_settings_field_with_its_description() -> None:
+    """Walks the whole settings tree: a field added to any section without reaching the example fails here."""
+    import re
+
+    import yaml
+
+    from edge.config import Settings
+    from edge.config_example import enable
+
+    text = _example()
+    data = yaml.load(enable(text), Loader=_UniqueKeyLoader)
+    comments = re.sub(r"\n\s*(?:#~ )*# ", " ", text)
+    missing, unexplained = [], []
+    for path, field in _field_paths(Settings):
+        if not _has_path(data, path):
+            missing.append(".".join(path))
+        elif " ".join((field.description or "").split())[:60] not in comments:
+            unexplained.append(".".join(path))
+    assert missing == []
+    assert unexplained == []
+    for section in ("site", "mqtt", "edge", "console", "badge", "kiosk", "vision", "netmon", "log"):
+        assert f"\n{section}:" in text
+
+
+def test_enabled_example_only_lacks_the_files_a_box_must_provide(tmp_path: Path) -> None:
+    """The disabled examples (`#~ `) are right but for key, certificate and password files that exist only on a
+    provisioned box."""
+    from edge.config_example import enable
+
+    path = _write(tmp_path, enable(_example()))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    problems = caught.value.problems
+    assert {p.path for p in problems} >= {"badge.osdp.bus-1.readers.lobby-in.key_file", "kiosk.smtp.password_file"}
+    assert all("does not exist" in p.message for p in problems), problems
+
+
+def test_a_key_left_empty_takes_its_default(tmp_path: Path) -> None:
+    """`osdp:` with its entries commented out is YAML null: it means no buses, not an error."""
+    path = _write(tmp_path, "site: {id: s1}\nbadge:\n  osdp:\n  controllers:\nvision:\nmqtt:\n  port:\n  tls:\n")
+    settings = load_settings(path)
+    assert settings.badge.osdp == {} and settings.badge.controllers == {}
+    assert settings.vision.cameras == {} and settings.mqtt.port == 1883 and settings.mqtt.tls is None
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, "site:\n"))
+    assert [p.path for p in caught.value.problems] == ["site"]

@@ -109,3 +109,70 @@ def test_masking_keeps_the_card_number_out() -> None:
     assert read.masked == "H10301:12/****7"
     assert "34567" not in read.masked
     assert mask_credential("ascii", "ABCDEF") == "ascii:****F"
+
+
+@pytest.mark.parametrize(("alias", "canonical"), [
+    ("C1K35", "C1000"), ("c1000", "C1000"), ("Corporate1000", "C1000"), ("Corporate 1000", "C1000"),
+    ("H10301", "H10301"), ("h10301", "H10301"), ("26-bit", "H10301"), ("26bit", "H10301"), ("26", "H10301"),
+    ("H10306", "H10306"), ("34-bit", "H10306"), ("H10304", "H10304"), ("37-bit", "H10304"), ("37BIT", "H10304"),
+])
+def test_format_aliases_decode_as_their_canonical_format(alias: str, canonical: str) -> None:
+    from firmware_bridge.wiegand import resolve_formats
+
+    (fmt,) = resolve_formats([alias])
+    assert fmt is FORMATS[canonical]
+    bits = encode(alias, 12, 345)
+    assert decode(bits, (fmt,)) == CardRead(canonical, 12, 345)
+
+
+def test_unknown_format_name_is_a_value_error_listing_the_valid_names() -> None:
+    from firmware_bridge.wiegand import resolve_formats
+
+    with pytest.raises(ValueError) as caught:
+        resolve_formats(["H10301", "HID-48"])
+    message = str(caught.value)
+    assert "'HID-48'" in message
+    for name in FORMATS:
+        assert name in message
+
+
+def test_wiegand_formats_are_exactly_the_config_format_names() -> None:
+    """The config accepts names from edge.card_formats (the core imports no sibling); the decoder must have each."""
+    from edge.card_formats import CARD_FORMATS
+
+    assert tuple(FORMATS) == CARD_FORMATS
+
+
+def _badge_config(tmp_path, formats: str):
+    from edge.config import load_settings
+
+    path = tmp_path / "config.yaml"
+    path.write_text(f"site: {{id: s1}}\nbadge:\n  controllers:\n    ctl-1:\n      port: /dev/ttyACM0\n"
+                    f"      doors:\n        front: {{formats: {formats}}}\n")
+    return load_settings(path)
+
+
+def test_config_accepts_format_aliases_and_keeps_the_canonical_name(tmp_path) -> None:
+    settings = _badge_config(tmp_path, "[C1K35, 26-bit, h10306, 37]")
+    assert settings.badge.controllers["ctl-1"].doors["front"].formats == ["C1000", "H10301", "H10306", "H10304"]
+
+
+def test_unknown_format_in_config_is_an_error_at_its_key_path_listing_the_valid_names(tmp_path) -> None:
+    from edge.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _badge_config(tmp_path, "[H10301, HID-48]")
+    (problem,) = caught.value.problems
+    assert problem.path == "badge.controllers.ctl-1.doors.front.formats.1"
+    assert "unknown card format 'HID-48'" in problem.message
+    for name in FORMATS:
+        assert name in problem.message
+
+
+def test_cardholder_format_alias_matches_the_decoded_card_format() -> None:
+    from firmware_bridge.access import Cardholder
+
+    holder = Cardholder(id="ann", credential="12:345", card_format="c1k35")
+    assert holder.card_format == "C1000"
+    with pytest.raises(ValueError, match="unknown card format"):
+        Cardholder(id="bob", credential="12:345", card_format="HID-48")

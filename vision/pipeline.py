@@ -20,6 +20,7 @@ from edge.retention import prune_files
 from vision.boxes import Detection
 from vision.doorline import Crossing, DoorLine, LineCounter
 from vision.motion import MotionGate
+from vision.overlay import draw_door
 from vision.tracking import Track, Tracker
 
 
@@ -103,7 +104,8 @@ class DoorWatch:
 
 
 def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
-    """The frame with the door line, every tracked box and id, the crossing person in red; people blurred."""
+    """The frame with the door line and its inside shaded, every tracked box and id, the crossing person in red;
+    people blurred."""
     image = counted.image.copy()
     h, w = image.shape[:2]
     if blur:
@@ -112,9 +114,7 @@ def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
             x1, y1, x2, y2 = max(0, int(b.x1)), max(0, int(b.y1)), min(w, int(b.x2)), min(h, int(b.y2))
             if x2 > x1 and y2 > y1:
                 image[y1:y2, x1:x2] = cv2.GaussianBlur(image[y1:y2, x1:x2], (0, 0), 12)
-    p1 = tuple(int(v) for v in line.p1)
-    p2 = tuple(int(v) for v in line.p2)
-    cv2.line(image, p1, p2, (0, 255, 255), 2)
+    draw_door(image, line)
     for track in counted.tracks:
         b = track.box
         colour = (0, 0, 255) if track.id == counted.crossing.track_id else (0, 200, 0)

@@ -13,7 +13,7 @@ from vision import scenes
 def test_a_video_file_that_ends_is_reported_ended_and_raises_no_offline_alert(
         tmp_path, mqtt_broker, client_factory, service_factory) -> None:
     video = scenes.write_video(scenes.SCENES["empty_door"](1.0), tmp_path / "short.avi")
-    cam = {"url": str(video), "door": "front", "line": [[0.5, 0.0], [0.5, 1.0]], "inside": [0.8, 0.5]}
+    cam = {"url": str(video), "door": "front", "line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left"}
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
                           vision={"cameras": {"cam-front": cam}})
     watcher = client_factory(mqtt_broker.port)

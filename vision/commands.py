@@ -87,7 +87,7 @@ def replay(ctx: click.Context, video: Path, camera: str, config: Path | None, ou
     from vision.detector import PersonDetector
     from vision.doorline import describe_inside
     from vision.models import ModelError
-    from vision.replay import ReplayedCrossing, VideoUnreadable, check_video
+    from vision.replay import ReplayedCrossing, VideoUnreadable, check_video, video_clock
     from vision.replay import replay as run_replay
     from vision.service import resolve_model
 
@@ -107,8 +107,7 @@ def replay(ctx: click.Context, video: Path, camera: str, config: Path | None, ou
     click.echo(f"{camera}: snapshots go to {out}")
 
     def show(crossing: ReplayedCrossing) -> None:
-        minutes, seconds = divmod(crossing.video_s, 60)
-        click.echo(f"{int(minutes):02d}:{seconds:06.3f}  {crossing.direction:<3}  track #{crossing.track_id}  "
+        click.echo(f"{video_clock(crossing.video_s)}  {crossing.direction:<3}  track #{crossing.track_id}  "
                    f"{crossing.snapshot}")
 
     try:

@@ -103,9 +103,9 @@ class DoorWatch:
         return [Counted(c, image, list(self._tracks)) for c in crossings]
 
 
-def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
+def annotate(counted: Counted, line: DoorLine, blur: bool, stamp: str | None = None) -> np.ndarray:
     """The frame with the door line and its inside shaded, every tracked box and id, the crossing person in red;
-    people blurred."""
+    people blurred; stamped with `stamp` (default: now, in UTC)."""
     image = counted.image.copy()
     h, w = image.shape[:2]
     if blur:
@@ -121,7 +121,7 @@ def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
         cv2.rectangle(image, (int(b.x1), int(b.y1)), (int(b.x2), int(b.y2)), colour, 2)
         cv2.putText(image, f"#{track.id}", (int(b.x1) + 4, max(14, int(b.y1) - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     colour, 2)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = stamp or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     cv2.putText(image, f"{counted.crossing.direction} #{counted.crossing.track_id}  {stamp}", (8, h - 10),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return image

@@ -53,6 +53,12 @@ class ReplayTotals:
     exited: int
 
 
+def video_clock(seconds: float) -> str:
+    """A time in a video as MM:SS.mmm."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:06.3f}"
+
+
 def open_video(video: Path) -> tuple[cv2.VideoCapture, float]:
     """An opened capture of a video file and its frame rate; VideoUnreadable when it is missing or no video."""
     if not video.is_file():
@@ -113,7 +119,9 @@ def replay(video: Path, camera: str, cam: CameraSettings, vision: VisionSettings
         for counted in watch.process(prepare(image, cam.rotate, cam.width), video_s):
             crossing = counted.crossing
             assert watch.line is not None  # set up by the frame just processed
-            path = save_snapshot(annotate(counted, watch.line, vision.blur_people), out, camera, crossing.track_id)
+            stamp = f"{video.name} at {video_clock(video_s)}"
+            path = save_snapshot(annotate(counted, watch.line, vision.blur_people, stamp), out, camera,
+                                 crossing.track_id)
             found = ReplayedCrossing(video_s, crossing.direction, crossing.track_id, path)
             entered += found.direction == "in"
             exited += found.direction == "out"

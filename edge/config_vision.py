@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge.config_base import DoorId, Section
 from edge.topics import NAME_PATTERN
@@ -13,6 +14,29 @@ from edge.topics import NAME_PATTERN
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 FracPoint = tuple[Fraction, Fraction]
 CameraId = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+ON_LINE_FRACTION = 0.02  # an inside point nearer the door line than this (in frame fractions) names no side
+
+
+def line_cross(p1: tuple[float, float], p2: tuple[float, float], point: tuple[float, float]) -> float:
+    """Cross product of p1 -> p2 and p1 -> point: negative on the left of p1 -> p2 as seen on screen (y grows
+    downward), positive on the right. Its sign does not change when x and y are scaled (fractions or pixels)."""
+    return (p2[0] - p1[0]) * (point[1] - p1[1]) - (p2[1] - p1[1]) * (point[0] - p1[0])
+
+
+def inside_side(p1: tuple[float, float], p2: tuple[float, float],
+                inside: Literal["left", "right"] | tuple[float, float]) -> Literal["left", "right"]:
+    """The side of p1 -> p2 that `inside` names: "left"/"right" as given, or the side a point lies on.
+
+    A point within ON_LINE_FRACTION of the (infinite) line names no side: ValueError.
+    """
+    if isinstance(inside, str):
+        return inside
+    distance = line_cross(p1, p2, inside) / math.dist(p1, p2)
+    if abs(distance) < ON_LINE_FRACTION:
+        raise ValueError(f"the inside point ({inside[0]:g}, {inside[1]:g}) lies on the door line "
+                         f"({p1[0]:g}, {p1[1]:g})->({p2[0]:g}, {p2[1]:g}); give a point well inside the room")
+    return "left" if distance < 0 else "right"
 
 
 class CameraSettings(Section):
@@ -30,8 +54,12 @@ class CameraSettings(Section):
     fps: float = Field(default=10.0, gt=0, le=60, description="Most frames per second to process; the reader "
                        "keeps only the newest frame, so a slow detector never builds up a delay.")
     line: tuple[FracPoint, FracPoint] = Field(description="The door line from p1 to p2, e.g. [[0.5, 0], [0.5, 1]].")
-    inside: Literal["left", "right"] = Field(description="Which side of the line is inside, as your hand when "
-                                             "walking from p1 to p2 on the picture (y grows downward).")
+    inside: Literal["left", "right"] | FracPoint = Field(description="Where inside is: best a point on the "
+                                                         "picture in the room, e.g. [0.8, 0.5] (fractions of the "
+                                                         "frame, not on the line); or `left`/`right`, your hand "
+                                                         "walking from p1 to p2 on the picture (so for a line drawn "
+                                                         "top to bottom `left` is the picture's right). The "
+                                                         "service logs at start which side that is, in words.")
     band_px: float = Field(default=20.0, ge=0, description="Within this many pixels of the line a person's side is "
                            "undecided, so jitter on the line never counts twice.")
     roi: tuple[Fraction, Fraction, Fraction, Fraction] | None = Field(default=None, description="Region of "
@@ -46,6 +74,14 @@ class CameraSettings(Section):
     def _two_points(cls, value: tuple[FracPoint, FracPoint]) -> tuple[FracPoint, FracPoint]:
         if value[0] == value[1]:
             raise ValueError("the door line needs two different points")
+        return value
+
+    @field_validator("inside")
+    @classmethod
+    def _inside_off_the_line(cls, value: str | FracPoint, info: ValidationInfo) -> str | FracPoint:
+        line = info.data.get("line")
+        if line is not None and not isinstance(value, str):
+            inside_side(line[0], line[1], value)  # a ValueError saying the point lies on the line
         return value
 
     @field_validator("roi")

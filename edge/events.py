@@ -216,6 +216,8 @@ class DeviceWentOffline(Event):
     device_id: str = Field(description="Device id, unique on the site (e.g. `badge/reader-1`).")
     device_type: DeviceType = Field(description="What kind of device it is.")
     reason: str = Field(default="", description="What was seen, e.g. `no poll reply`, `will message`.")
+    ended: bool = Field(default=False, description="The source came to its planned end (a video file played "
+                        "once, not looping): a state to show, not a fault, so no offline alert.")
 
 
 class DeviceCameOnline(Event):

@@ -119,6 +119,19 @@ def test_device_offline_on_report_and_resolved_when_back() -> None:
     assert ctx.resolved == [("device_offline", down.event_id, "back online")]
 
 
+def test_a_video_file_that_ended_raises_no_offline_alert_but_a_lost_stream_does() -> None:
+    rule, ctx = DeviceOfflineRule(RULES), Collect()
+    ended = DeviceWentOffline(site="s", source="vision/cam-1", device_id="vision/cam-1", device_type="camera",
+                              reason="end of file", ended=True, occurred_at=at(0))
+    rule.on_fact(ended, ctx)
+    rule.on_tick(at(600), ctx)
+    assert ctx.raised == []
+    lost = DeviceWentOffline(site="s", source="vision/cam-2", device_id="vision/cam-2", device_type="camera",
+                             reason="stream lost", occurred_at=at(1))
+    rule.on_fact(lost, ctx)
+    assert [(d.kind, d.severity, d.device) for d in ctx.raised] == [("device_offline", Severity.HIGH, "vision/cam-2")]
+
+
 def test_device_that_stops_its_heartbeats_goes_offline_and_comes_back() -> None:
     rule, ctx = DeviceOfflineRule(RULES), Collect()
     beat = Heartbeat(site="s", source="vision/cam-1", device_id="vision/cam-1", device_type="camera",

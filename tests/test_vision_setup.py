@@ -61,7 +61,8 @@ def test_blurred_snapshot_hides_the_person_but_keeps_the_scene(tmp_path) -> None
     line = DoorLine((320, 0), (320, 480), "left")
     sharp, blurred = annotate(counted, line, blur=False), annotate(counted, line, blur=True)
     inner = (slice(130, 370), slice(390, 490))
-    assert blurred[inner].std() < sharp[inner].std() / 3
+    # Per channel: the inside's green tint shifts the channels' means apart, which is no detail left.
+    assert blurred[inner].std(axis=(0, 1)).max() < sharp[inner].std(axis=(0, 1)).min() / 3
     assert np.array_equal(blurred[10:60, 10:200], sharp[10:60, 10:200])
     path = save_snapshot(blurred, tmp_path, "cam-1", 2)
     assert path.parent == tmp_path / "cam-1" and path.read_bytes()[:2] == b"\xff\xd8"
@@ -91,7 +92,7 @@ def test_a_file_that_does_not_loop_plays_once_and_a_dead_camera_is_offline_from_
         time.sleep(1.5)  # a reconnect would come after 1 s
     finally:
         cam.stop()
-    assert states == [(True, ""), (False, "end of file")] and cam.frames_read == 30
+    assert states == [(True, ""), (False, "end of file")] and cam.frames_read == 30 and cam.ended
     dead_states: list[tuple[bool, str]] = []
     dead = Camera("http://127.0.0.1:9/none.mjpg", reconnect_min_s=0.2, offline_after_s=1,
                   on_state=lambda online, reason: dead_states.append((online, reason)))
@@ -102,7 +103,7 @@ def test_a_file_that_does_not_loop_plays_once_and_a_dead_camera_is_offline_from_
             time.sleep(0.05)
     finally:
         dead.stop()
-    assert dead_states[:1] == [(False, "cannot open http://127.0.0.1:9/none.mjpg")]
+    assert dead_states[:1] == [(False, "cannot open http://127.0.0.1:9/none.mjpg")] and not dead.ended
 
 
 def test_a_sites_own_model_needs_its_checksum(tmp_path) -> None:

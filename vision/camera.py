@@ -60,8 +60,22 @@ def open_capture(url: str, timeout_s: float = 5.0) -> cv2.VideoCapture:
     return cv2.VideoCapture(url)
 
 
+def prepare(image: np.ndarray, rotate: int = 0, width: int | None = None) -> np.ndarray:
+    """A frame as the camera's settings want it: turned clockwise by `rotate` degrees, then resized to `width`."""
+    if rotate:
+        image = cv2.rotate(image, ROTATIONS[rotate])
+    if width and image.shape[1] != width:
+        height = round(image.shape[0] * width / image.shape[1])
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return image
+
+
 class Camera:
-    """Reads one source in a thread; `latest()` gives the newest frame, `online` says whether frames come."""
+    """Reads one source in a thread; `latest()` gives the newest frame, `online` says whether frames come.
+
+    `on_state(online, reason)` hears each change; when a file that does not loop ends, `ended` is already True
+    as it hears the last one (offline, "end of file"), so it can tell an ending from a failure.
+    """
 
     def __init__(self, url: str, *, loop: bool = False, width: int | None = None, rotate: int = 0,
                  reconnect_min_s: float = 1.0, reconnect_max_s: float = 30.0, offline_after_s: float = 5.0,
@@ -78,6 +92,7 @@ class Camera:
         self.frames_read = 0
         self.reconnects = 0
         self.online: bool | None = None  # unknown until the first frame or the first failure
+        self.ended = False  # a file that does not loop came to its end: not a fault, and it stays off
         self._latest: Frame | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -108,20 +123,15 @@ class Camera:
     def _set_online(self, online: bool, reason: str) -> None:
         if online != self.online:
             self.online = online
-            logger.log(logging.INFO if online else logging.WARNING, "camera %s %s%s", self.url,
-                       "online" if online else "offline", f": {reason}" if reason else "")
+            if self.ended:
+                logger.info("camera %s ended: %s (a file played once; not a fault)", self.url, reason)
+            else:
+                logger.log(logging.INFO if online else logging.WARNING, "camera %s %s%s", self.url,
+                           "online" if online else "offline", f": {reason}" if reason else "")
             try:
                 self.on_state(online, reason)
             except Exception:  # e.g. the fact store failing: logged, and the camera goes on
                 logger.exception("camera %s: reporting %s failed", self.url, "online" if online else "offline")
-
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
-        if self.rotate:
-            image = cv2.rotate(image, ROTATIONS[self.rotate])
-        if self.width and image.shape[1] != self.width:
-            height = round(image.shape[0] * self.width / image.shape[1])
-            image = cv2.resize(image, (self.width, height), interpolation=cv2.INTER_AREA)
-        return image
 
     def _run(self) -> None:
         wait = self.reconnect_min_s
@@ -141,6 +151,7 @@ class Camera:
             if self.is_file and got_any:
                 if self.loop:
                     continue  # at the end of a looping file: open it again at once
+                self.ended = True
                 self._set_online(False, reason)
                 return  # a file that does not loop is played once
             if not self._stop.is_set():
@@ -160,7 +171,7 @@ class Camera:
             if not ok or image is None:
                 return got_any
             got_any = True
-            frame_image = self._prepare(image)
+            frame_image = prepare(image, self.rotate, self.width)
             with self._cond:
                 self.frames_read += 1
                 self._latest = Frame(frame_image, time.monotonic(), self.frames_read)

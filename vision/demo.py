@@ -37,6 +37,7 @@ def demo_settings(data_dir: Path) -> dict[str, Any]:
         "cameras": {
             "cam-front": {"url": str(demo_video(data_dir)), "loop": True, "door": DOOR,
                           "line": [[scenes.DOOR_X / scenes.FRAME_W, 0.0], [scenes.DOOR_X / scenes.FRAME_W, 1.0]],
-                          "inside": scenes.DOOR_INSIDE},
+                          # A point in the room, x > DOOR_X (what scenes.DOOR_INSIDE "left" means for this line).
+                          "inside": [(scenes.DOOR_X + scenes.FRAME_W) / 2 / scenes.FRAME_W, 0.5]},
         },
     }

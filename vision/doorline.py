@@ -5,6 +5,10 @@ are the sides on your left and right hand as you walk along the line from p1 to 
 shown on screen. For p1=(0, 240), p2=(640, 240) (walking to the right), "left" is the top half, y < 240,
 and "right" is y > 240. For p1=(320, 0), p2=(320, 480) (walking down), "left" is x > 320.
 
+Because "left" of a line drawn downwards is the picture's right, config can instead name the inside with a
+point on the picture (`inside_side` turns it into a side), and `describe_inside` says in the picture's words
+which side counts as inside, for the start-up log, `vision replay` and set-up.
+
 Config stays resolution-independent by giving points as fractions of the frame (0-1) to
 `DoorLine.from_fractions`; `band` is always in pixels of the frame being counted.
 """
@@ -15,11 +19,33 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.config_vision import inside_side, line_cross
 from vision.tracking import Anchor, Track
 
 Side = Literal["left", "right"]
 Direction = Literal["in", "out"]
 Point = tuple[float, float]
+Inside = Side | Point  # a side of p1 -> p2, or a point on the inside (fractions of the frame)
+
+
+def describe_inside(p1: Point, p2: Point, inside: Inside) -> str:
+    """In the picture's words which side of the line (points as fractions of the frame) counts as inside, e.g.
+    "inside is the RIGHT of the picture (x > 0.5) for the line (0.5,0.05)->(0.5,0.95)"."""
+    dx, dy = p2[0] - p1[0], p2[1] - p1[1]
+    # The inside normal: (dy, -dx) points to the left of p1 -> p2 on screen.
+    nx, ny = (dy, -dx) if inside_side(p1, p2, inside) == "left" else (-dy, dx)
+    horizontal = "LEFT" if nx < 0 else "RIGHT"
+    vertical = "TOP" if ny < 0 else "BOTTOM"
+    if dx == 0:
+        where = f"x {'<' if nx < 0 else '>'} {p1[0]:g}"
+    elif dy == 0:
+        where = f"y {'<' if ny < 0 else '>'} {p1[1]:g}"
+    else:
+        where = f"the side of the line towards the {vertical.lower()} {horizontal.lower()} corner"
+    word = horizontal if abs(nx) >= abs(ny) else vertical
+    given = f"`inside: {inside}`" if isinstance(inside, str) else f"the point ({inside[0]:g},{inside[1]:g})"
+    return (f"inside is the {word} of the picture ({where}) for the line ({p1[0]:g},{p1[1]:g})->"
+            f"({p2[0]:g},{p2[1]:g}) (set by {given})")
 
 
 @dataclass(frozen=True)
@@ -42,10 +68,12 @@ class DoorLine:
 
     @classmethod
     def from_fractions(
-        cls, p1: Point, p2: Point, inside: Side, width: int, height: int, band: float = 20.0, margin: float = 0.15
+        cls, p1: Point, p2: Point, inside: Inside, width: int, height: int, band: float = 20.0, margin: float = 0.15
     ) -> DoorLine:
-        """The line for points given as fractions (0-1) of a `width` x `height` frame."""
-        return cls((p1[0] * width, p1[1] * height), (p2[0] * width, p2[1] * height), inside, band, margin)
+        """The line for points given as fractions (0-1) of a `width` x `height` frame; `inside` is a side or a
+        point (fractions) on the inside."""
+        return cls((p1[0] * width, p1[1] * height), (p2[0] * width, p2[1] * height), inside_side(p1, p2, inside),
+                   band, margin)
 
     @property
     def length(self) -> float:
@@ -54,10 +82,7 @@ class DoorLine:
 
     def signed_distance(self, point: Point) -> float:
         """Pixels from the (infinite) line to `point`: positive inside, negative outside."""
-        dx, dy = self.p2[0] - self.p1[0], self.p2[1] - self.p1[1]
-        cross = dx * (point[1] - self.p1[1]) - dy * (point[0] - self.p1[0])
-        # With y growing downward, a negative cross product is on the left of p1 -> p2 as seen on screen.
-        left = -cross / self.length
+        left = -line_cross(self.p1, self.p2, point) / self.length
         return left if self.inside == "left" else -left
 
     def covers(self, point: Point) -> bool:

@@ -20,6 +20,7 @@ from edge.retention import prune_files
 from vision.boxes import Detection
 from vision.doorline import Crossing, DoorLine, LineCounter
 from vision.motion import MotionGate
+from vision.overlay import draw_door
 from vision.tracking import Track, Tracker
 
 
@@ -102,8 +103,9 @@ class DoorWatch:
         return [Counted(c, image, list(self._tracks)) for c in crossings]
 
 
-def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
-    """The frame with the door line, every tracked box and id, the crossing person in red; people blurred."""
+def annotate(counted: Counted, line: DoorLine, blur: bool, stamp: str | None = None) -> np.ndarray:
+    """The frame with the door line and its inside shaded, every tracked box and id, the crossing person in red;
+    people blurred; stamped with `stamp` (default: now, in UTC)."""
     image = counted.image.copy()
     h, w = image.shape[:2]
     if blur:
@@ -112,16 +114,14 @@ def annotate(counted: Counted, line: DoorLine, blur: bool) -> np.ndarray:
             x1, y1, x2, y2 = max(0, int(b.x1)), max(0, int(b.y1)), min(w, int(b.x2)), min(h, int(b.y2))
             if x2 > x1 and y2 > y1:
                 image[y1:y2, x1:x2] = cv2.GaussianBlur(image[y1:y2, x1:x2], (0, 0), 12)
-    p1 = tuple(int(v) for v in line.p1)
-    p2 = tuple(int(v) for v in line.p2)
-    cv2.line(image, p1, p2, (0, 255, 255), 2)
+    draw_door(image, line)
     for track in counted.tracks:
         b = track.box
         colour = (0, 0, 255) if track.id == counted.crossing.track_id else (0, 200, 0)
         cv2.rectangle(image, (int(b.x1), int(b.y1)), (int(b.x2), int(b.y2)), colour, 2)
         cv2.putText(image, f"#{track.id}", (int(b.x1) + 4, max(14, int(b.y1) - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     colour, 2)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = stamp or datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     cv2.putText(image, f"{counted.crossing.direction} #{counted.crossing.track_id}  {stamp}", (8, h - 10),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
     return image

@@ -1,7 +1,8 @@
 """`sitewarden run vision`: each camera in its own thread, counting people across its door line.
 
 Crossings become PersonEntered / PersonExited facts (stored, then published); a camera's frames stopping and
-starting become DeviceWentOffline / DeviceCameOnline. A failing camera or detector never stops the others.
+starting become DeviceWentOffline / DeviceCameOnline; a video file that ends without looping goes offline
+with `ended` set, a state rather than a fault. A failing camera or detector never stops the others.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edge.services import ServiceCannotStart, ServiceSpec
 from vision.camera import Camera
 from vision.commands import vision as vision_commands
 from vision.detector import DecodeParams, PersonDetector
+from vision.doorline import describe_inside
 from vision.models import MODELS, ModelError, sha256, verified
 from vision.pipeline import Counted, DoorWatch, annotate, prune_snapshots, save_snapshot
 
@@ -72,8 +74,9 @@ class VisionService:
         if online:
             self.publish(DeviceCameOnline(site=self.site, source=source, device_id=source, device_type="camera"))
         else:
+            camera = self.cameras.get(cam_id)
             self.publish(DeviceWentOffline(site=self.site, source=source, device_id=source, device_type="camera",
-                                           reason=reason))
+                                           reason=reason, ended=camera is not None and camera.ended))
 
     def _fact_of(self, cam_id: str, cam: CameraSettings, watch: DoorWatch, counted: Counted) -> Event:
         source = f"{SERVICE_NAME}/{cam_id}"
@@ -133,6 +136,9 @@ class VisionService:
     def run(self, stop: threading.Event) -> None:
         """Run every camera until `stop` is set."""
         logger.info("vision service: %d cameras, model %s", len(self.vision.cameras), self.vision.model)
+        for cam_id, cam in self.vision.cameras.items():
+            logger.info("camera %s (door %s): %s", cam_id, cam.door, describe_inside(cam.line[0], cam.line[1],
+                                                                                  cam.inside))
         detectors: dict[str, PersonDetector] = {}
         if self.vision.cameras:
             # One interpreter per camera thread (they are not thread-safe), all from one checked file; a missing

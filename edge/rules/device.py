@@ -1,7 +1,11 @@
-"""Device offline: a service, reader or camera that says it went offline, or that falls silent."""
+"""Device offline: a service, reader or camera that says it went offline, or that falls silent.
+
+A source that says it ended by design (a video file played once) is no outage and raises nothing.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -9,6 +13,8 @@ from edge.alerts import Severity
 from edge.config import RulesSettings
 from edge.events import DeviceCameOnline, DeviceWentOffline, Event, HeartbeatSent
 from edge.rules.base import AlertDraft, Rule, RuleContext
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +47,10 @@ class DeviceOfflineRule(Rule):
         elif isinstance(fact, DeviceWentOffline):
             dev = self._seen(fact.device_id, fact.device_type, fact)
             dev.interval_s = 0.0  # an announced outage is not also a silence
+            if fact.ended:  # a video file played to its end: a planned stop, nobody needs to act on it
+                logger.info("%s %s ended%s: no offline alert", fact.device_type, fact.device_id,
+                            f" ({fact.reason})" if fact.reason else "")
+                return
             reason = f": {fact.reason}" if fact.reason else ""
             self._offline(fact.device_id, dev, ctx, fact.event_id, fact.occurred_at,
                           f"{fact.device_type} {fact.device_id} offline{reason}", (fact.event_id,))

@@ -47,10 +47,18 @@ class AlertStore:
         self._log_window_start = 0.0
         self._log_count = 0
         self._log_suppressed = 0
-        self._next_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM alert_messages").fetchone()[0]) + 1
+        self._next_seq = 1
         # Unresolved alerts that a repeat could still fold into, by dedupe key: the database holds the same,
         # this saves a query and a parse per raise. Entries older than the window are dropped as met.
         self._foldable: dict[str, Alert] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read what memory mirrors (next sequence number, foldable alerts) from the database again: at start,
+        and after a rolled-back transaction left memory ahead of the database."""
+        db = self.db
+        self._next_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM alert_messages").fetchone()[0]) + 1
+        self._foldable = {}
         since = (utcnow() - self.suppression).timestamp()
         for (payload,) in db.execute("SELECT payload FROM alerts WHERE state != 'resolved' AND last_seen_at >= ? "
                                      "ORDER BY raised_at", [since]):

@@ -12,7 +12,7 @@ import pytest
 from conftest import SITE, query, wait_until, write_config
 
 from edge import topics
-from edge.events import DoorOpened, dump_event
+from edge.events import AccessDenied, DoorOpened, dump_event
 
 DATA_DIR_BYTES = 4 * 1024 * 1024
 FULL_LINE = "is full ("
@@ -113,3 +113,50 @@ def test_edge_waits_out_a_full_disk_and_loses_nothing(small_data_dir, tmp_path: 
     assert output.count(FULL_LINE) == 2, output  # once per run
     assert "has room again" in output and "Traceback" not in output
     assert edge.proc.poll() is None
+
+
+def test_restart_on_a_full_disk_does_not_resend_a_delivered_alert(small_data_dir, tmp_path: Path, mqtt_broker,
+                                                                   service_factory, client_factory) -> None:
+    """The issue's crash loop: the broker's acknowledgement of the last alert message was to be recorded in the
+    same transaction as the next facts; that one failed on the full disk, so every restart sent the message
+    again. Now the acknowledgement is recorded on its own (a few bytes still fit where a big fact does not)."""
+    data, on_teardown = small_data_dir
+    config = write_config(tmp_path / "config.yaml", data, mqtt_broker.port, None, rules={"max_open_s": 3600})
+    edge = service_factory(config, "edge")
+    on_teardown(edge.stop)
+    watcher = client_factory(mqtt_broker.port)
+    watcher.subscribe(f"sitewarden/{SITE}/alert/#")
+    watcher.subscribe(topics.stats_topic(SITE, "edge"))
+    device = client_factory(mqtt_broker.port)
+
+    def health() -> dict:
+        stats = watcher.payloads(topics.stats_topic(SITE, "edge"))
+        return stats[-1].get("health", {}) if stats else {}
+
+    filler = data / "filler"
+    _fill(filler)
+    os.truncate(filler, filler.stat().st_size - 192 * 1024)  # room for a small fact and its alert, no more
+    device.publish(topics.fact_topic(SITE, "badge", "ctl-1", "door_opened"), _forced("door-a"))
+    wait_until(lambda: watcher.payloads(f"sitewarden/{SITE}/alert/"), 10, "the alert for door-a")
+    big = AccessDenied(site=SITE, source="badge/ctl-1", door="door-b", credential="raw:26bit",
+                       reason="x" * 240_000)
+    device.publish(topics.fact_topic(SITE, "badge", "ctl-1", "access_denied"), dump_event(big))
+    wait_until(lambda: health().get("state") == "degraded", 20, "the degraded health")
+
+    for _ in range(2):
+        edge.stop()
+        edge.start()
+        wait_until(lambda: health().get("state") == "degraded" and health().get("attempts") == 1, 20,
+                   "the restarted edge to meet the full disk")
+    assert len(watcher.payloads(f"sitewarden/{SITE}/alert/")) == 1, "an alert message was sent again"
+
+    filler.unlink()
+    wait_until(lambda: query(data / "edge.db", "SELECT count(*) FROM facts") == [(2,)], 30, "the big fact stored")
+    wait_until(lambda: health().get("state") == "ok", 10, "the degraded health to clear")
+    edge.stop()
+    edge.start()
+    device.publish(topics.fact_topic(SITE, "badge", "ctl-1", "door_opened"), _forced("door-c"))
+    got = wait_until(lambda: [m for m in watcher.payloads(f"sitewarden/{SITE}/alert/")
+                              if m["alert"]["door"] == "door-c"], 10, "the alert for door-c")
+    doors = [m["alert"]["door"] for m in watcher.payloads(f"sitewarden/{SITE}/alert/")]
+    assert doors.count("door-a") == 1 and len(got) == 1, doors

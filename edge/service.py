@@ -216,6 +216,7 @@ class EdgeService:
             self._disk_full(handled)
             self._after_commit()
             return
+        self.alerts.log_committed()
         if self._disk_full_since is not None:
             self._space_back(len(handled))
         if self.db.conn.total_changes != changes:
@@ -472,7 +473,7 @@ class EdgeService:
     def _rebuild_rules(self) -> None:
         """Fresh rules fed from the stored facts, as at a start: a rolled-back batch's facts are not in them."""
         self._build_rules()
-        self._replay()
+        self._replay(logging.DEBUG)  # on every try while the disk is full: the CRITICAL line said enough
         self._rules_stale = False
 
     def _build_rules(self) -> None:
@@ -483,7 +484,7 @@ class EdgeService:
                 self._by_kind.setdefault(kind, []).append(rule)
         self._service_state = {}
 
-    def _replay(self) -> None:
+    def _replay(self, log_level: int = logging.INFO) -> None:
         """Rebuild rule state from recent stored facts; alerts already raised are recognised by trigger."""
         window = self.settings.edge.rules.replay_window_s
         since = (utcnow() - timedelta(seconds=window)).timestamp()
@@ -506,7 +507,7 @@ class EdgeService:
                     self._service_state[fact.device_id] = fact.kind == "device_came_online"  # type: ignore
                 self._run_rules(fact)
         if rows:
-            logger.info("replayed %d facts into the rules in %.2f s", len(rows), time.monotonic() - started)
+            logger.log(log_level, "replayed %d facts into the rules in %.2f s", len(rows), time.monotonic() - started)
 
     def _prune(self) -> None:
         now = time.monotonic()

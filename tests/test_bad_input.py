@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from conftest import SITE, query, wait_until, write_config
 from hypothesis import HealthCheck, given, settings
@@ -21,14 +22,24 @@ from edge.service import EdgeService
 from edge.store import transaction
 
 
-def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker, service_factory,
-                                                     client_factory) -> None:
+def _edge_watched(tmp_path: Path, mqtt_broker, service_factory, client_factory) -> tuple[Any, Any, Any]:
+    """A running edge, a client watching its alerts and stats, and a client playing a device."""
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None)
     edge = service_factory(config, "edge")
     watcher = client_factory(mqtt_broker.port)
     watcher.subscribe(topics.alerts_filter(SITE))
     watcher.subscribe(topics.stats_topic(SITE, "edge"))
-    device = client_factory(mqtt_broker.port)
+    return edge, watcher, client_factory(mqtt_broker.port)
+
+
+def _last_stats(watcher: Any) -> dict[str, Any]:
+    found = watcher.payloads(topics.stats_topic(SITE, "edge"))
+    return found[-1] if found else {}
+
+
+def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker, service_factory,
+                                                     client_factory) -> None:
+    edge, watcher, device = _edge_watched(tmp_path, mqtt_broker, service_factory, client_factory)
     topic = topics.fact_topic(SITE, "badge", "ctl-1", "door_opened")
     bad = {
         "not_json": b"{this is not json",
@@ -51,8 +62,7 @@ def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker
     assert alerts[0]["alert"]["fact_ids"] == [good.event_id]
 
     def stats() -> dict:
-        found = watcher.payloads(topics.stats_topic(SITE, "edge"))
-        return found[-1] if found else {}
+        return _last_stats(watcher)
 
     counts = wait_until(lambda: stats().get("rejected", {}).get("unknown_kind") == 3 and stats()["rejected"],
                         10, "the rejection counters")
@@ -140,12 +150,7 @@ def test_any_fact_shaped_message_is_handled_or_labelled_by_the_edge(tmp_path: Pa
 def test_edge_counts_a_list_kind_as_bad_schema_and_handles_the_next_fact(tmp_path: Path, mqtt_broker,
                                                                          service_factory, client_factory) -> None:
     """`{"kind": [...]}` raised `TypeError: unhashable type` in the parser: a handler_error with a traceback."""
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None)
-    edge = service_factory(config, "edge")
-    watcher = client_factory(mqtt_broker.port)
-    watcher.subscribe(topics.alerts_filter(SITE))
-    watcher.subscribe(topics.stats_topic(SITE, "edge"))
-    device = client_factory(mqtt_broker.port)
+    edge, watcher, device = _edge_watched(tmp_path, mqtt_broker, service_factory, client_factory)
     topic = topics.fact_topic(SITE, "badge", "ctl-1", "door_opened")
     good = DoorOpened(site=SITE, source="badge/ctl-1", door="front")
     for kind in (["door_opened"], {"door_opened": 1}, 7, None, True):
@@ -158,8 +163,7 @@ def test_edge_counts_a_list_kind_as_bad_schema_and_handles_the_next_fact(tmp_pat
     assert alerts[0]["alert"]["fact_ids"] == [good.event_id]
 
     def rejected() -> dict:
-        found = watcher.payloads(topics.stats_topic(SITE, "edge"))
-        return found[-1].get("rejected", {}) if found else {}
+        return _last_stats(watcher).get("rejected", {})
 
     assert wait_until(lambda: rejected().get("bad_schema") == 5 and rejected(), 10, "the counters") == \
         {"bad_schema": 5}

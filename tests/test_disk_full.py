@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,14 @@ import pytest
 from conftest import SITE, query, wait_until, write_config
 
 from edge import topics
+from edge.brokers import free_port
+from edge.bus import Inbound
+from edge.config import load_settings
 from edge.events import AccessDenied, DoorOpened, dump_event
+from edge.ids import new_id
+from edge.migrations import MIGRATIONS
+from edge.service import EdgeService
+from edge.store import is_disk_full, open_database, savepoint, transaction
 
 DATA_DIR_BYTES = 4 * 1024 * 1024
 FULL_LINE = "is full ("
@@ -106,6 +115,8 @@ def test_edge_waits_out_a_full_disk_and_loses_nothing(small_data_dir, tmp_path: 
                == [(1,)], 10, "every delivery recorded")
     got = alerts()
     assert sorted(m["alert"]["door"] for m in got) == sorted(["door-a", *doors])
+    # Alerts raised in memory by a batch that then failed to commit must not linger and absorb the retry's.
+    assert [(m["type"], m["alert"]["count"]) for m in got] == [("new", 1)] * len(got)
     every = watcher.payloads(f"sitewarden/{SITE}/alert/")
     assert len({m["message_id"] for m in every}) == len(every), "an alert message was sent twice"
     assert query(db, "SELECT count(*) FROM facts WHERE kind = 'door_opened'") == [(1 + len(doors),)]
@@ -161,3 +172,66 @@ def test_restart_on_a_full_disk_does_not_resend_a_delivered_alert(small_data_dir
                               if m["alert"]["door"] == "door-c"], 10, "the alert for door-c")
     doors = [m["alert"]["door"] for m in watcher.payloads(f"sitewarden/{SITE}/alert/")]
     assert doors.count("door-a") == 1 and len(got) == 1, doors
+
+
+def test_sqlite_reports_a_database_that_cannot_grow_as_disk_full(tmp_path: Path) -> None:
+    """`max_page_count` makes sqlite answer SQLITE_FULL as on a full disk, without root or a mount."""
+    db = open_database(tmp_path / "edge.db", MIGRATIONS)
+    _cap(db)
+    with pytest.raises(sqlite3.Error) as caught:
+        with transaction(db), savepoint(db):
+            _insert_big_fact(db)
+    assert is_disk_full(caught.value)
+    assert not db.conn.in_transaction
+    assert not is_disk_full(sqlite3.OperationalError("database is locked"))
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    _cap(db, None)
+    with transaction(db):
+        _insert_big_fact(db)
+
+
+def test_edge_holds_a_batch_it_cannot_store_and_stores_it_once_when_it_fits(tmp_path: Path, caplog) -> None:
+    """The edge's own loop, in this process (no broker: acks and publishes go nowhere, which this test does not
+    look at), on a database capped like a full disk, for machines where the tmpfs tests skip: the batch is
+    held, not counted twice, said once at CRITICAL; once the cap is lifted it is stored and its alert raised
+    once. (Here the write fails before the rules' tick; on a real full disk the commit fails after it, which
+    the tmpfs test covers.)"""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", free_port(), None,
+                          rules={"max_open_s": 3600})
+    edge = EdgeService(load_settings(config))
+    caplog.set_level(logging.INFO)
+    try:
+        _cap(edge.db)
+        # The small fact alone would fit in the pages there are; with the big one the batch does not.
+        fact = DoorOpened(site=SITE, source="badge/ctl-1", door="front")
+        big = AccessDenied(site=SITE, source="badge/ctl-1", door="front", credential="raw:26bit", reason="x" * 100_000)
+        for one in (fact, big):
+            edge.inbox.put(Inbound(edge.local, topics.fact_topic(SITE, "badge", "ctl-1", one.kind), dump_event(one),
+                                   1, False, 1))
+        wait_until(lambda: edge.step(0.05) or edge.health.get("attempts", 0) >= 3, 20, "three tries")
+        assert edge.health["reason"] == "disk_full" and len(edge._held) == 2
+        assert edge.counts["facts_received"] == 0
+        assert [r.levelname for r in caplog.records if FULL_LINE in r.getMessage()] == ["CRITICAL"]
+        _cap(edge.db, None)
+        wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the fact stored")
+        assert edge.db.execute("SELECT event_id FROM facts ORDER BY rowid").fetchall() == [(fact.event_id,),
+                                                                                            (big.event_id,)]
+        assert edge.db.execute("SELECT type, alert_id IN (SELECT alert_id FROM alerts) FROM alert_messages "
+                               "ORDER BY seq").fetchall() == [("new", 1)]
+        assert edge.counts["facts_received"] == 2 and not edge._held
+        raised = [r for r in caplog.records if "forced open" in r.getMessage()]
+        assert len(raised) == 1, "alerts of rolled-back batches were logged"
+    finally:
+        edge.db.conn.close()
+
+
+def _cap(db: Any, pages: int | None = 0) -> None:
+    """Let the database grow no further (pages=0: its current size), or lift the cap (None)."""
+    if pages == 0:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.conn.execute(f"PRAGMA max_page_count = {pages or 2**31}")
+
+
+def _insert_big_fact(db: Any) -> None:
+    db.execute("INSERT INTO facts (event_id, kind, source, occurred_at, payload) VALUES (?, ?, ?, ?, ?)",
+               [new_id(), "door_opened", "badge/ctl-1", 0.0, "x" * 100_000])

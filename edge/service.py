@@ -356,9 +356,9 @@ class EdgeService:
     def _handle_safely(self, item: Inbound) -> None:
         """Whatever a message does to a handler, it is rejected and acked: one message never stops the edge.
 
-        Except trouble of the database itself (disk full, I/O error, locked): that is not the message's fault,
-        so it propagates, nothing of the batch commits or is acked, and the broker delivers it all again to
-        the restarted edge.
+        Except trouble of the database itself: that is not the message's fault, so it propagates and nothing of
+        the batch commits or is acked. A full disk is waited out (step() holds the batch and tries again); any
+        other (I/O error, locked) stops the edge, and the broker delivers it all again to the restarted one.
         """
         try:
             with savepoint(self.db):

@@ -33,7 +33,8 @@ class AlertFeed:
         self.bus = bus
         self.site = site
         self.max_outstanding = max_outstanding
-        self._acked = int(db.execute("SELECT acked_seq FROM alert_feed WHERE id = 1").fetchone()[0])
+        self._acked = self._stored_cursor()
+        self._saved = self._acked  # what the database holds; behind `_acked` after a rolled-back save
         self._sent = self._acked
         self._mid_to_seq: dict[int, int] = {}
         self._outstanding: deque[int] = deque()  # handed to paho, oldest first
@@ -74,9 +75,26 @@ class AlertFeed:
         while self._outstanding and self._outstanding[0] in self._done:
             acked = self._outstanding.popleft()
             self._done.discard(acked)
-        if acked != self._acked:
+        self._acked = acked
+        if acked != self._saved:
             self.db.execute("UPDATE alert_feed SET acked_seq = ? WHERE id = 1", [acked])
-            self._acked = acked
+            self._saved = acked
+
+    def rolled_back(self) -> None:
+        """The transaction of the last save() was rolled back: the next save() writes the cursor again.
+
+        Otherwise the database keeps the old cursor while memory moved on, and every restart sends the
+        messages after it (already delivered) again.
+        """
+        self._saved = self._stored_cursor()
+
+    @property
+    def outstanding(self) -> int:
+        """Messages handed to paho whose acknowledgement has not come back yet."""
+        return len(self._mid_to_seq)
+
+    def _stored_cursor(self) -> int:
+        return int(self.db.execute("SELECT acked_seq FROM alert_feed WHERE id = 1").fetchone()[0])
 
     def pending(self) -> int:
         """Messages the local broker has not acknowledged yet."""

@@ -47,10 +47,21 @@ class AlertStore:
         self._log_window_start = 0.0
         self._log_count = 0
         self._log_suppressed = 0
-        self._next_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM alert_messages").fetchone()[0]) + 1
+        # Log lines about changes, said once their transaction committed: a rolled-back one did not happen.
+        self._unlogged: list[tuple[str, tuple[object, ...]]] = []
+        self._next_seq = 1
         # Unresolved alerts that a repeat could still fold into, by dedupe key: the database holds the same,
         # this saves a query and a parse per raise. Entries older than the window are dropped as met.
         self._foldable: dict[str, Alert] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read what memory mirrors (next sequence number, foldable alerts) from the database again: at start,
+        and after a rolled-back transaction left memory ahead of the database."""
+        db = self.db
+        self._unlogged.clear()
+        self._next_seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM alert_messages").fetchone()[0]) + 1
+        self._foldable = {}
         since = (utcnow() - self.suppression).timestamp()
         for (payload,) in db.execute("SELECT payload FROM alerts WHERE state != 'resolved' AND last_seen_at >= ? "
                                      "ORDER BY raised_at", [since]):
@@ -92,6 +103,12 @@ class AlertStore:
         self.db.execute("INSERT INTO alert_triggers (trigger, alert_id) VALUES (?, ?)", [trigger, alert.alert_id])
         return alert
 
+    def log_committed(self) -> None:
+        """Log the changes of the transaction that just committed (call after the commit)."""
+        for message, args in self._unlogged:
+            logger.info(message, *args)
+        self._unlogged.clear()
+
     def roll_log_window(self) -> None:
         """Close the log window when it is over, summing up the alerts it did not log one by one."""
         now = time.monotonic()
@@ -107,7 +124,8 @@ class AlertStore:
         self.roll_log_window()
         self._log_count += 1
         if self._log_count <= LOG_ALERTS_PER_WINDOW:
-            logger.info("alert %s %s %s: %s", alert.alert_id, alert.severity.value, alert.kind, alert.title)
+            self._unlogged.append(("alert %s %s %s: %s",
+                                   (alert.alert_id, alert.severity.value, alert.kind, alert.title)))
         else:
             self._log_suppressed += 1
 
@@ -145,7 +163,7 @@ class AlertStore:
             update |= {"resolved_by": by, "resolved_at": now}
         changed = alert.model_copy(update=update)
         self._save(changed, "end" if state == AlertState.RESOLVED else "update")
-        logger.info("alert %s %s by %s", alert.alert_id, state.value, by)
+        self._unlogged.append(("alert %s %s by %s", (alert.alert_id, state.value, by)))
         return changed
 
     def get(self, alert_id: str) -> Alert:

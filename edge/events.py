@@ -22,7 +22,10 @@ def utcnow() -> datetime:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:  # 0001-01-01T00:00+01:00 has no UTC time; pydantic reports only ValueErrors
+        raise ValueError(f"{value.isoformat()} is out of range in UTC") from err
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -438,7 +441,13 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 
 
 def parse_fact(payload: bytes) -> Event:
-    """Parse one message body into its fact model, or raise PayloadError saying why not."""
+    """Parse one message body into its fact model, or raise PayloadError saying why not.
+
+    Whatever JSON arrives, the answer is a fact or a PayloadError: a `kind` that is not a string (list, object,
+    number, null, bool, or none at all) is `bad_schema`, a string kind this version does not know is
+    `unknown_kind`, and a string the fact could never be stored or sent with (a lone UTF-16 surrogate) is
+    `bad_schema` too.
+    """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"{len(payload)} bytes, limit {MAX_PAYLOAD_BYTES}")
     try:
@@ -451,15 +460,51 @@ def parse_fact(payload: bytes) -> Event:
         raise PayloadError("not_json", f"{type(err).__name__}: {str(err)[:200]}") from err
     if not isinstance(data, dict):
         raise PayloadError("not_object", f"top level is {type(data).__name__}")
-    kind = data.get("kind")
+    if "kind" not in data:
+        raise PayloadError("bad_schema", "no kind")
+    kind = data["kind"]
+    if not isinstance(kind, str):
+        raise PayloadError("bad_schema", f"kind is a JSON {_json_type(kind)}, not a string")
     if kind not in FACT_KINDS:
-        raise UnknownKind("unknown_kind", f"kind {kind!r}")
+        raise UnknownKind("unknown_kind", f"kind {kind[:64]!r}")
+    if "\\u" in text and _has_lone_surrogate(data):  # only an escape can make one; valid UTF-8 cannot
+        raise PayloadError("bad_schema", f"{kind}: a string holds a lone UTF-16 surrogate (not valid Unicode)")
     try:
         return FACT_ADAPTER.validate_python(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PayloadError("bad_schema", f"{kind}: {where}: {first['msg']} ({err.error_count()} errors)") from err
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """True if any key or string in parsed JSON holds an unpaired surrogate (`"\\ud800"`), which no UTF-8
+    encoder, sqlite text or pydantic serializer accepts. Walked without recursion: nesting is the sender's."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def dump_event(event: BaseModel) -> bytes:

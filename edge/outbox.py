@@ -40,7 +40,12 @@ class Outbox:
         self.evicted_total = 0
         self._episode_evicted = 0
         self._overflowing = False
-        self.depth = int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        self.depth = 0
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the depth from the database again (after a rolled-back transaction changed it in memory)."""
+        self.depth = int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
     def add(self, seq: int, severity_rank: int) -> None:
         """Queue the stored message `seq` (inside the caller's transaction), evicting if the outbox is full."""

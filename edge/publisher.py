@@ -51,6 +51,7 @@ class DurablePublisher:
         self._last_sent_id = 0
         self._mid_to_row: dict[int, int] = {}
         self._acked_rows: list[int] = []
+        self._released: list[int] = []  # deleted inside the caller's transaction, which may still roll back
         self._lock = threading.Lock()
 
     def enqueue(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
@@ -110,17 +111,29 @@ class DurablePublisher:
         delete fails, the row ids wait for the next call, so a database error never strands an acknowledged
         row until a restart sends it again.
         """
+        self.take(mids)
         with self._lock:
-            for mid in mids:
-                row_id = self._mid_to_row.pop(mid, None)
-                if row_id is not None:
-                    self._acked_rows.append(row_id)
             done = list(self._acked_rows)
         if done:
             self._delete(done)
             with self._lock:
                 del self._acked_rows[:len(done)]
+                self._released = done
         return len(done)
+
+    def take(self, mids: list[int]) -> None:
+        """Note these acknowledged message ids (others are not ours); their rows go at the next release()."""
+        with self._lock:
+            for mid in mids:
+                row_id = self._mid_to_row.pop(mid, None)
+                if row_id is not None:
+                    self._acked_rows.append(row_id)
+
+    def rolled_back(self) -> None:
+        """The caller's transaction around the last release() was rolled back: delete those rows next time."""
+        with self._lock:
+            self._acked_rows[:0] = self._released
+            self._released = []
 
     def pending(self) -> int:
         """Rows not yet acknowledged by the broker."""

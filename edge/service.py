@@ -9,6 +9,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from edge import topics
 from edge.alert_feed import AlertFeed
 from edge.alert_store import AlertAmbiguous, AlertNotFound, AlertStore
 from edge.alerts import AlertMessage, Severity
-from edge.bus import OFFLINE, ONLINE, WAKE, Bus, Inbound, LinkChanged
+from edge.bus import OFFLINE, ONLINE, Bus, Inbound, LinkChanged
 from edge.config import Settings
 from edge.events import (
     DeviceCameOnline,
@@ -37,7 +38,7 @@ from edge.rejects import RejectLog
 from edge.rules.base import AlertDraft, Rule
 from edge.rules.registry import build_rules
 from edge.services import ServiceSpec
-from edge.store import database_path, open_database, savepoint, transaction
+from edge.store import database_path, free_bytes, is_disk_full, open_database, savepoint, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ GC_THRESHOLDS = (700, 10, 1000)
 # The publisher (command replies) and the alert feed share the local client's message ids (1-65535).
 PUBLISHER_OUTSTANDING = 30_000
 ALERT_FEED_OUTSTANDING = 30_000
+# With the data directory full, the batch that could not be stored is tried again after 1 s, then 2, 4, ... 30 s.
+DISK_FULL_RETRY_MIN_S = 1.0
+DISK_FULL_RETRY_MAX_S = 30.0
+# On a clean stop, how long to wait for the local broker to acknowledge alert messages just handed over.
+STOP_ACK_WAIT_S = 2.0
 
 
 class AlertCommand(BaseModel):
@@ -98,17 +104,23 @@ class EdgeService:
             self.forwarder = Forwarder(self.outbox, self.central, site=self.site, max_in_flight=fwd.max_in_flight,
                                        ack_timeout_s=fwd.ack_timeout_s, rejects=self.rejects)
         self.alerts = AlertStore(self.db, self.site, rules_cfg.suppression_window_s, emit=self._emit)
-        self.rules = build_rules(rules_cfg)
+        self.rules: list[Rule] = []
         self._by_kind: dict[str, list[Rule]] = {}
-        for rule in self.rules:
-            for kind in rule.kinds:
-                self._by_kind.setdefault(kind, []).append(rule)
         self._service_state: dict[str, bool] = {}
+        self._build_rules()
         self._watermark: datetime | None = None
         self.counts: dict[str, int] = {"facts_received": 0, "facts_duplicate": 0}
         self._last_prune = 0.0
         self._last_stats = 0.0
         self._last_write = 0.0
+        # While the data directory is full: the messages not stored (held, unacknowledged), when to try again.
+        self._held: list[Inbound] = []
+        self._disk_full_since: float | None = None
+        self._retry_delay_s = DISK_FULL_RETRY_MIN_S
+        self._retry_at = 0.0
+        self._disk_full_attempts = 0
+        self._rules_stale = False
+        self.health: dict[str, Any] = {"state": "ok"}
         self._replay()
 
     # RuleContext
@@ -156,6 +168,7 @@ class EdgeService:
         try:
             while not stop.is_set():
                 self.step()
+            self._save_acks_before_stop()
         finally:
             self.local.stop()
             if self.central is not None:
@@ -164,49 +177,150 @@ class EdgeService:
             logger.info("edge stopped")
 
     def step(self, timeout_s: float = TICK_S) -> None:
-        """One batch: drain, handle and tick in one transaction, then ack, publish and forward."""
+        """One batch: drain, handle and tick in one transaction, then ack, publish and forward.
+
+        When the data directory is full the batch rolls back, nothing of it is acked (the broker keeps it), and
+        it is held and tried again with backoff until it fits; see `_disk_full`.
+        """
+        if self._held and time.monotonic() < self._retry_at:
+            time.sleep(min(timeout_s, self._retry_at - time.monotonic()))
+            self._after_commit()
+            return
         pause = self._last_write + MIN_WRITE_INTERVAL_S - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-        batch = self._drain(timeout_s)
+        held, self._held = self._held, []
+        batch: list[Any] = [*held, *self._drain(0.0 if held else timeout_s)]
         if self.central is not None:
             batch = self._drain_nowait(self.central.inbox) + batch
-        handled: list[Inbound] = []
+        handled: list[Inbound] = [item for item in batch if isinstance(item, Inbound)]
         changes = self.db.conn.total_changes
-        with transaction(self.db):
-            # What the local broker acknowledged since the last step goes with this commit, not one of its own.
-            self._reap()
-            for item in batch:
-                if item is WAKE:
-                    continue
-                if isinstance(item, LinkChanged):
-                    if item.bus is self.central and self.forwarder is not None:
+        counts, rejected = dict(self.counts), Counter(self.rejects.counts)
+        try:
+            with transaction(self.db):
+                if self._rules_stale:
+                    self._rebuild_rules()
+                # What the local broker acknowledged since the last step goes with this commit, not one of its own.
+                self._reap()
+                for item in batch:
+                    if isinstance(item, Inbound):
+                        self._handle_safely(item)
+                    elif isinstance(item, LinkChanged) and item.bus is self.central and self.forwarder is not None:
                         self.forwarder.on_link(item.up)
-                    continue
-                self._handle_safely(item)
-                handled.append(item)
-            self._tick(self._rule_time())
-            self._prune()
+                self._tick(self._rule_time())
+                self._prune()
+        except sqlite3.Error as err:
+            if not is_disk_full(err):
+                raise
+            self.counts, self.rejects.counts = counts, rejected
+            self._disk_full(handled)
+            self._after_commit()
+            return
+        self.alerts.log_committed()
+        if self._disk_full_since is not None:
+            self._space_back(len(handled))
         if self.db.conn.total_changes != changes:
             self._last_write = time.monotonic()
         # Committed: now the broker may forget the messages, and what we made may go out.
         for item in handled:
             item.bus.ack(item)
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Hand over what committed transactions made, forward, and say how we are."""
         self.publisher.flush()
         self.feed.flush()
         if self.forwarder is not None:
             self.forwarder.pump(time.monotonic())
         self._publish_stats()
 
+    def _disk_full(self, batch: list[Inbound]) -> None:
+        """The batch's transaction was rolled back for want of space: hold its messages (unacknowledged, so
+        nothing is lost even if we are stopped now), bring memory back in line with the database, try again
+        later. Only the first failure of a spell is logged, at CRITICAL, with the data directory's free space.
+        """
+        self._held = batch
+        self.alerts.reload()
+        if self.outbox is not None:
+            self.outbox.reload()
+        self.feed.rolled_back()
+        self.publisher.rolled_back()
+        self._rules_stale = True  # rules may have taken in facts that were not stored
+        now = time.monotonic()
+        data_dir = self.settings.data_dir
+        free = free_bytes(data_dir)
+        if self._disk_full_since is None:
+            self._disk_full_since = now
+            self._retry_delay_s = DISK_FULL_RETRY_MIN_S
+            self._disk_full_attempts = 0
+            logger.critical(
+                "edge data directory %s is full (%s bytes free): cannot store %d messages; holding them "
+                "unacknowledged and trying again every %g-%g s (the broker keeps what comes meanwhile)",
+                data_dir, free if free is not None else "unknown", len(batch), DISK_FULL_RETRY_MIN_S,
+                DISK_FULL_RETRY_MAX_S)
+        else:
+            self._retry_delay_s = min(self._retry_delay_s * 2, DISK_FULL_RETRY_MAX_S)
+            logger.debug("edge data directory %s still full (%s bytes free)", data_dir, free)
+        self._disk_full_attempts += 1
+        self._retry_at = now + self._retry_delay_s
+        self._set_health({"state": "degraded", "reason": "disk_full", "data_dir": str(data_dir),
+                          "free_bytes": free, "held_messages": len(batch),
+                          "attempts": self._disk_full_attempts,
+                          "since": (utcnow() - timedelta(seconds=now - self._disk_full_since)).isoformat()})
+        self._save_acks()
+
+    def _space_back(self, stored: int) -> None:
+        assert self._disk_full_since is not None
+        logger.warning("edge data directory %s has room again (%s bytes free) after %.0f s; stored the %d "
+                       "messages held back", self.settings.data_dir, free_bytes(self.settings.data_dir),
+                       time.monotonic() - self._disk_full_since, stored)
+        self._disk_full_since = None
+        self._retry_delay_s = DISK_FULL_RETRY_MIN_S
+        self._set_health({"state": "ok"})
+
+    def _set_health(self, health: dict[str, Any]) -> None:
+        """Change what the retained stats say about our health, and say it now, not at the next interval."""
+        self.health = health
+        self._last_stats = 0.0
+
+    def _save_acks(self) -> None:
+        """Record the broker's acknowledgements in a transaction of their own: a few bytes may fit where the
+        batch did not, and a restart then sends nothing the broker already has."""
+        try:
+            with transaction(self.db):
+                self._reap()
+        except sqlite3.Error as err:
+            self.feed.rolled_back()
+            self.publisher.rolled_back()
+            logger.debug("cannot record the broker's acknowledgements yet: %s", err)
+
+    def _save_acks_before_stop(self) -> None:
+        """On a clean stop, wait (briefly) for the broker to acknowledge the alert messages just handed over,
+        and record it: a restart must not send them again."""
+        end = time.monotonic() + STOP_ACK_WAIT_S
+        while self.feed.outstanding and self.local.connected.is_set() and time.monotonic() < end:
+            try:
+                mid = self.local.published.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                break
+            if not self.feed.release(mid):
+                self.publisher.take([mid])
+        self._save_acks()
+
     def _reap(self) -> None:
+        self._reap_into_memory()
+        self.publisher.release([])
+        self.feed.save()
+
+    def _reap_into_memory(self) -> None:
+        """Take the broker's acknowledgements off the queue; the publisher's rows wait for its next release."""
         mids: list[int] = []
         while True:
             try:
                 mids.append(self.local.published.get_nowait())
             except queue.Empty:
                 break
-        self.publisher.release([mid for mid in mids if not self.feed.release(mid)])
-        self.feed.save()
+        self.publisher.take([mid for mid in mids if not self.feed.release(mid)])
 
     def _rule_time(self) -> datetime:
         """The time rules decide by: the wall clock, or while a backlog is worked off, the newest fact's time.
@@ -242,14 +356,16 @@ class EdgeService:
     def _handle_safely(self, item: Inbound) -> None:
         """Whatever a message does to a handler, it is rejected and acked: one message never stops the edge.
 
-        Except trouble of the database itself (disk full, I/O error, locked): that is not the message's fault,
-        so it propagates, nothing of the batch commits or is acked, and the broker delivers it all again to
-        the restarted edge.
+        Except trouble of the database itself: that is not the message's fault, so it propagates and nothing of
+        the batch commits or is acked. A full disk is waited out (step() holds the batch and tries again); any
+        other (I/O error, locked) stops the edge, and the broker delivers it all again to the restarted one.
         """
         try:
             with savepoint(self.db):
                 self._handle(item)
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as err:
+            if is_disk_full(err):
+                raise  # the batch is held and tried again: see step()
             logger.critical("edge database failed while handling %s; stopping without acknowledging the batch",
                             item.topic)
             raise
@@ -354,7 +470,21 @@ class EdgeService:
         self.publisher.enqueue(topics.reply_topic(self.site, "edge", command.request_id),
                                json.dumps(reply).encode())
 
-    def _replay(self) -> None:
+    def _rebuild_rules(self) -> None:
+        """Fresh rules fed from the stored facts, as at a start: a rolled-back batch's facts are not in them."""
+        self._build_rules()
+        self._replay(logging.DEBUG)  # on every try while the disk is full: the CRITICAL line said enough
+        self._rules_stale = False
+
+    def _build_rules(self) -> None:
+        self.rules = build_rules(self.settings.edge.rules)
+        self._by_kind = {}
+        for rule in self.rules:
+            for kind in rule.kinds:
+                self._by_kind.setdefault(kind, []).append(rule)
+        self._service_state = {}
+
+    def _replay(self, log_level: int = logging.INFO) -> None:
         """Rebuild rule state from recent stored facts; alerts already raised are recognised by trigger."""
         window = self.settings.edge.rules.replay_window_s
         since = (utcnow() - timedelta(seconds=window)).timestamp()
@@ -377,7 +507,7 @@ class EdgeService:
                     self._service_state[fact.device_id] = fact.kind == "device_came_online"  # type: ignore
                 self._run_rules(fact)
         if rows:
-            logger.info("replayed %d facts into the rules in %.2f s", len(rows), time.monotonic() - started)
+            logger.log(log_level, "replayed %d facts into the rules in %.2f s", len(rows), time.monotonic() - started)
 
     def _prune(self) -> None:
         now = time.monotonic()
@@ -396,6 +526,7 @@ class EdgeService:
         out["alerts_raised"] = self.alerts.raised_total
         out["alerts_folded"] = self.alerts.folded_total
         out["publish_pending"] = self.publisher.pending() + self.feed.pending()
+        out["health"] = self.health
         if self.outbox is not None and self.forwarder is not None:
             out |= {"outbox_depth": self.outbox.depth, "outbox_evicted": self.outbox.evicted_total,
                     "forwarded": self.forwarder.sent_total, "confirmed": self.forwarder.confirmed_total,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,35 @@ class Migration:
 
 class StoreError(Exception):
     """A service's database cannot be opened or migrated."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True if `err`, or an error it was raised from or while handling, says the disk has no room left.
+
+    sqlite says SQLITE_FULL ("database or disk is full"); a plain write says ENOSPC (or EDQUOT, over quota).
+    A failed rollback can stand in front of the first error, hence the walk down the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error) and getattr(current, "sqlite_errorcode", None) is not None:
+            if current.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+                return True
+        elif isinstance(current, sqlite3.OperationalError) and "database or disk is full" in str(current):
+            return True
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free for us on the file system holding `path`; None when it cannot be told."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def open_database(path: Path, migrations: Sequence[Migration]) -> sqlite_utils.Database:
@@ -100,7 +131,13 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     except BaseException:
         db.conn.rollback()
         raise
-    db.conn.commit()
+    try:
+        db.conn.commit()
+    except BaseException:
+        # A commit that failed (disk full) may leave the transaction open: end it, or the next BEGIN fails.
+        if db.conn.in_transaction:
+            db.conn.rollback()
+        raise
 
 
 @contextmanager
@@ -110,7 +147,9 @@ def savepoint(db: sqlite_utils.Database, name: str = "item") -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.conn.execute(f'ROLLBACK TO "{name}"')
-        db.conn.execute(f'RELEASE "{name}"')
+        # After SQLITE_FULL sqlite may have rolled back the whole transaction, savepoint and all.
+        if db.conn.in_transaction:
+            db.conn.execute(f'ROLLBACK TO "{name}"')
+            db.conn.execute(f'RELEASE "{name}"')
         raise
     db.conn.execute(f'RELEASE "{name}"')

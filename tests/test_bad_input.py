@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 from conftest import SITE, query, wait_until, write_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_events import fact_shaped_objects
 
 from edge import topics
-from edge.events import DoorOpened, dump_event
+from edge.brokers import free_port
+from edge.bus import Inbound
+from edge.config import load_settings
+from edge.events import FACT_KINDS, DoorOpened, dump_event
+from edge.ids import new_id
+from edge.service import EdgeService
+from edge.store import transaction
 
 
-def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker, service_factory,
-                                                     client_factory) -> None:
+def _edge_watched(tmp_path: Path, mqtt_broker, service_factory, client_factory) -> tuple[Any, Any, Any]:
+    """A running edge, a client watching its alerts and stats, and a client playing a device."""
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None)
     edge = service_factory(config, "edge")
     watcher = client_factory(mqtt_broker.port)
     watcher.subscribe(topics.alerts_filter(SITE))
     watcher.subscribe(topics.stats_topic(SITE, "edge"))
-    device = client_factory(mqtt_broker.port)
+    return edge, watcher, client_factory(mqtt_broker.port)
+
+
+def _last_stats(watcher: Any) -> dict[str, Any]:
+    found = watcher.payloads(topics.stats_topic(SITE, "edge"))
+    return found[-1] if found else {}
+
+
+def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker, service_factory,
+                                                     client_factory) -> None:
+    edge, watcher, device = _edge_watched(tmp_path, mqtt_broker, service_factory, client_factory)
     topic = topics.fact_topic(SITE, "badge", "ctl-1", "door_opened")
     bad = {
         "not_json": b"{this is not json",
@@ -41,8 +62,7 @@ def test_garbage_on_fact_topics_never_stops_the_edge(tmp_path: Path, mqtt_broker
     assert alerts[0]["alert"]["fact_ids"] == [good.event_id]
 
     def stats() -> dict:
-        found = watcher.payloads(topics.stats_topic(SITE, "edge"))
-        return found[-1] if found else {}
+        return _last_stats(watcher)
 
     counts = wait_until(lambda: stats().get("rejected", {}).get("unknown_kind") == 3 and stats()["rejected"],
                         10, "the rejection counters")
@@ -95,3 +115,58 @@ def test_console_keeps_and_confirms_an_alert_message_it_cannot_read(tmp_path: Pa
     rows = query(tmp_path / "data" / "console.db", "SELECT message_id, site, reason, payload FROM rejected_messages")
     assert rows == [("01a1fe57-0000-7000-8000-000000000001", SITE, "unreadable", unreadable)]
     assert query(tmp_path / "data" / "console.db", "SELECT count(*) FROM alerts") == [(0,)]
+
+
+def test_any_fact_shaped_message_is_handled_or_labelled_by_the_edge(tmp_path: Path, caplog) -> None:
+    """The edge's whole fact path (parse, store in a real sqlite file, rules, alert store) in this process,
+    without brokers, over generated facts: each is stored or counted as bad_schema/unknown_kind/topic_mismatch;
+    none is a handler_error, and no rule fails with a traceback."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", free_port(), None)
+    edge = EdgeService(load_settings(config))
+    caplog.set_level(logging.WARNING)
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=fact_shaped_objects(), ours=st.booleans())
+    def handle(data: dict, ours: bool) -> None:
+        if ours:
+            data = {**data, "site": SITE}
+        kind = data.get("kind")
+        named = kind if isinstance(kind, str) and kind in FACT_KINDS else "door_opened"
+        topic = topics.fact_topic(SITE, "badge", "ctl-1", named)
+        with transaction(edge.db):
+            edge._handle_safely(Inbound(edge.local, topic, json.dumps(data).encode(), 1, False, 1))
+
+    try:
+        handle()
+    finally:
+        edge.db.conn.close()
+    assert set(edge.rejects.counts) <= {"bad_schema", "unknown_kind", "topic_mismatch"}, edge.rejects.counts
+    assert edge.counts["facts_received"] > 0
+    failures = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not failures, failures[0].getMessage()
+
+
+def test_edge_counts_a_list_kind_as_bad_schema_and_handles_the_next_fact(tmp_path: Path, mqtt_broker,
+                                                                         service_factory, client_factory) -> None:
+    """`{"kind": [...]}` raised `TypeError: unhashable type` in the parser: a handler_error with a traceback."""
+    edge, watcher, device = _edge_watched(tmp_path, mqtt_broker, service_factory, client_factory)
+    topic = topics.fact_topic(SITE, "badge", "ctl-1", "door_opened")
+    good = DoorOpened(site=SITE, source="badge/ctl-1", door="front")
+    for kind in (["door_opened"], {"door_opened": 1}, 7, None, True):
+        body = json.loads(dump_event(good)) | {"kind": kind, "event_id": new_id()}
+        device.publish(topic, json.dumps(body).encode())
+    device.publish(topic, dump_event(good))
+
+    alert_prefix = topics.alert_topic(SITE, "door_forced_open")
+    alerts = wait_until(lambda: watcher.payloads(alert_prefix), 10, "the alert from the good fact")
+    assert alerts[0]["alert"]["fact_ids"] == [good.event_id]
+
+    def rejected() -> dict:
+        return _last_stats(watcher).get("rejected", {})
+
+    assert wait_until(lambda: rejected().get("bad_schema") == 5 and rejected(), 10, "the counters") == \
+        {"bad_schema": 5}
+    log = edge.output()
+    assert log.count(f"{topic}: bad_schema") == 1, log
+    assert "Traceback" not in log and "handler_error" not in log

@@ -24,6 +24,7 @@ from kiosk.desk import Desk, Visit
 from kiosk.forms import MSG, FormErrors
 from kiosk.staff_routes import staff_router
 from kiosk.text import QR_PREFIX
+from kiosk.throttle import Lock, LoginThrottle
 from kiosk.visitor_routes import visitor_router
 from kiosk.web import CSRF_FIELD, SECURITY_HEADERS, STATIC_DIR, Pages, svg
 
@@ -57,7 +58,11 @@ class Kiosk:
                            settings.site.name or settings.site.id)
         self.counters = Counters()
         self.checkin_limit = RateLimiter(self.config.checkin_rate_per_min, 60.0)
-        self.login_limit = RateLimiter(self.config.login_attempts, self.config.login_window_min * 60)
+        self.login_limit = LoginThrottle(self.config.login_attempts, self.config.login_window_min * 60,
+                                         on_lock=self._audit_lock)
+
+    def _audit_lock(self, lock: Lock, account: str, address: str, what: str) -> None:
+        self.desk.audit("system", f"login_lock_{lock}", None, f"{account[:64]!r} from {address} (wrong {what}s)")
 
     def client_of(self, request: Request) -> str:
         """The client's address, for rate-limit keys."""
@@ -113,6 +118,7 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     app.state.desk = desk
     app.state.auth = auth
     app.state.counters = counters
+    app.state.login_throttle = kiosk.login_limit
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(api_router(desk, auth, counters))
     app.include_router(visitor_router(kiosk))

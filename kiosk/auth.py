@@ -170,6 +170,19 @@ class StaffAuth:
             if row:
                 record_audit(self.db, self.clock(), row[0], "logout")
 
+    def known_address(self, username: str, address: str) -> bool:
+        """Whether this account completed a sign-in from this address before (it is spared the account backoff)."""
+        with self.producer.lock:
+            return self.db.execute("SELECT 1 FROM staff_addresses WHERE username = ? AND address = ?",
+                                   [username, address]).fetchone() is not None
+
+    def remember_address(self, username: str, address: str) -> None:
+        """Record a completed sign-in's address."""
+        with self.producer.atomic():
+            self.db.execute("INSERT INTO staff_addresses (username, address, last_login_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT(username, address) DO UPDATE SET last_login_at = excluded.last_login_at",
+                            [username, address, iso(self.clock())])
+
     # -- API tokens ---------------------------------------------------------------------------------------------
     def create_api_token(self, name: str) -> str:
         """A new bearer token for the JSON API (shown once; only its hash is kept)."""

@@ -78,13 +78,14 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return login_page(request, refused, 403)
         username = str(form.get("username", ""))[:64].strip()
-        keys = (f"login-user:{username.casefold()}", f"login-client:{kiosk.client_of(request)}")
-        if login_limit.blocked(*keys):
-            counters.refuse("rate_limited", request, f"login as {username!r}")
+        address = kiosk.client_of(request)
+        verdict = login_limit.check(username, address, await run_in_threadpool(auth.known_address, username, address))
+        if not verdict.allowed:
+            counters.refuse("rate_limited", request, f"login as {username!r}: {verdict.lock}")
             return login_page(request, kiosk.msg(request, "rate_limited"), 429)
         token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
         if token is None:
-            login_limit.hit(*keys)
+            await run_in_threadpool(login_limit.failed, username, address, "password")
             counters.refuse("bad_login", request, f"user {username!r}")
             return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")), 401)
         response = pages.redirect(f"/staff/totp?next={safe_next(str(form.get('next', '/staff')))}")
@@ -109,18 +110,22 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return pages.redirect("/staff/login")
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return pages.render(request, "staff_totp.html", status=403, error=refused, next=nxt)
-        keys = (f"login-user:{session.username.casefold()}", f"login-client:{kiosk.client_of(request)}")
-        if login_limit.blocked(*keys):
-            counters.refuse("rate_limited", request, f"code for {session.username}")
+        address = kiosk.client_of(request)
+        verdict = login_limit.check(session.username, address,
+                                    await run_in_threadpool(auth.known_address, session.username, address))
+        if not verdict.allowed:
+            counters.refuse("rate_limited", request, f"code for {session.username}: {verdict.lock}")
             return pages.render(request, "staff_totp.html", status=429, error=kiosk.msg(request, "rate_limited"),
                                 next=nxt)
         code = str(form.get("code", "")).replace(" ", "")[:10]
         if not await run_in_threadpool(auth.check_totp, token, code):
-            login_limit.hit(*keys)
+            await run_in_threadpool(login_limit.failed, session.username, address, "code")
             counters.refuse("bad_totp", request, session.username)
             return pages.render(request, "staff_totp.html", status=401, next=nxt,
                                 error=pages.gettext(pages.lang(request), N_("That code is wrong or was used already. "
                                                                              "Wait for the next code.")))
+        login_limit.succeeded(session.username, address)
+        await run_in_threadpool(auth.remember_address, session.username, address)
         return pages.redirect(nxt if nxt.startswith("/staff") else "/staff")
 
     @router.post("/staff/logout", include_in_schema=False)

@@ -52,6 +52,35 @@ class StaffSession:
         return self.stage == "full" and self.role in PERMISSIONS[permission]
 
 
+# What an API token may do. Every scope reaches only the visits the token's client pre-registered itself.
+API_SCOPES: dict[str, str] = {
+    "preregister": "create expected visits and read the host directory",
+    "read-own": "read and list the visits this client pre-registered",
+    "cancel-own": "cancel the expected visits this client pre-registered",
+}
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The holder of an API token: its name (visits it makes are `created_by` `api:<name>`) and scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        """How its visits and audit entries name it."""
+        return f"api:{self.name}"
+
+
+def check_scopes(scopes: frozenset[str]) -> str:
+    """The scopes as stored (sorted, comma-separated), or UserError naming the unknown ones."""
+    unknown = sorted(set(scopes) - set(API_SCOPES))
+    if unknown or not scopes:
+        raise UserError(f"unknown scope {', '.join(unknown) or '(none given)'}: pick from {', '.join(API_SCOPES)}")
+    return ",".join(sorted(scopes))
+
+
 class UserError(ValueError):
     """A staff account command that cannot be done (exists, unknown role, weak password)."""
 
@@ -184,28 +213,46 @@ class StaffAuth:
                             [username, address, iso(self.clock())])
 
     # -- API tokens ---------------------------------------------------------------------------------------------
-    def create_api_token(self, name: str) -> str:
-        """A new bearer token for the JSON API (shown once; only its hash is kept)."""
+    def create_api_token(self, name: str, scopes: frozenset[str] = frozenset({"preregister"})) -> str:
+        """A new bearer token for the JSON API (shown once; only its hash is kept), allowed only `scopes`."""
+        checked = check_scopes(scopes)
         token = "swk_" + secrets.token_urlsafe(32)
         with self.producer.atomic():
             if self.db.execute("SELECT 1 FROM api_tokens WHERE name = ?", [name]).fetchone():
                 raise UserError(f"a token named {name!r} exists already; revoke it first")
-            self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)",
-                            [token_hash(token), name, iso(self.clock())])
-            record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"created {name}")
+            self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at, scopes) VALUES (?, ?, ?, ?)",
+                            [token_hash(token), name, iso(self.clock()), checked])
+            record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"created {name} ({checked})")
         return token
+
+    def set_api_token_scopes(self, name: str, scopes: frozenset[str]) -> bool:
+        """Change what an existing token may do; False when there is no such token."""
+        checked = check_scopes(scopes)
+        with self.producer.atomic():
+            cur = self.db.execute("UPDATE api_tokens SET scopes = ? WHERE name = ?", [checked, name])
+            if cur.rowcount == 1:
+                record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"scopes of {name}: {checked}")
+            return cur.rowcount == 1
+
+    def api_tokens(self) -> list[tuple[str, str]]:
+        """(name, scopes) of every API token."""
+        with self.producer.lock:
+            return [(r[0], r[1]) for r in self.db.execute("SELECT name, scopes FROM api_tokens ORDER BY name")]
 
     def revoke_api_token(self, name: str) -> bool:
         """Revoke a token by name."""
         with self.producer.atomic():
             cur = self.db.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+            if cur.rowcount == 1:
+                record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"revoked {name}")
             return cur.rowcount == 1
 
-    def api_client(self, token: str) -> str | None:
-        """The name of the API client holding this token."""
+    def api_client(self, token: str) -> ApiClient | None:
+        """The API client holding this token, with its scopes."""
         with self.producer.lock:
-            row = self.db.execute("SELECT name FROM api_tokens WHERE token_hash = ?", [token_hash(token)]).fetchone()
-        return row[0] if row else None
+            row = self.db.execute("SELECT name, scopes FROM api_tokens WHERE token_hash = ?",
+                                  [token_hash(token)]).fetchone()
+        return ApiClient(row[0], frozenset(row[1].split(","))) if row else None
 
 
 class RateLimiter:

@@ -93,27 +93,78 @@ def user_list(ctx: click.Context) -> None:
 
 @kiosk.group("api-token")
 def api_token() -> None:
-    """Bearer tokens for the pre-registration JSON API (/api/v1).
+    """Bearer tokens for the pre-registration JSON API (/api/v1). A token reaches only the visits it made.
 
-    Example: sitewarden kiosk api-token create hr-system
+    Scopes: preregister (create visits, read the host directory), read-own (read and list its own visits),
+    cancel-own (cancel its own expected visits). Tokens made before scopes existed have only preregister.
+
+    Example: sitewarden kiosk api-token create hr-system --scope preregister,read-own
     """
+
+
+def _scopes(value: str) -> frozenset[str]:
+    from kiosk.auth import UserError, check_scopes
+
+    scopes = frozenset(s.strip() for s in value.split(",") if s.strip())
+    try:
+        check_scopes(scopes)
+    except UserError as err:
+        raise click.BadParameter(str(err)) from err
+    return scopes
+
+
+SCOPE_HELP = "Comma-separated: preregister, read-own, cancel-own."
 
 
 @api_token.command("create")
 @click.argument("name")
+@click.option("--scope", "scope", default="preregister", show_default=True, help=SCOPE_HELP)
 @click.pass_context
-def token_create(ctx: click.Context, name: str) -> None:
+def token_create(ctx: click.Context, name: str, scope: str) -> None:
     """Create a token for an API client and print it (only its hash is kept).
 
-    Example: sitewarden kiosk api-token create hr-system
+    Example: sitewarden kiosk api-token create hr-system --scope preregister,read-own,cancel-own
     """
     from kiosk.auth import StaffAuth, UserError
 
+    scopes = _scopes(scope)
     storage, cipher = _open(_settings(ctx))
     try:
-        click.echo(StaffAuth(storage, cipher, 1).create_api_token(name))
+        click.echo(StaffAuth(storage, cipher, 1).create_api_token(name, scopes))
     except UserError as err:
         raise click.ClickException(str(err)) from err
+
+
+@api_token.command("scope")
+@click.argument("name")
+@click.option("--scope", "scope", required=True, help=SCOPE_HELP)
+@click.pass_context
+def token_scope(ctx: click.Context, name: str, scope: str) -> None:
+    """Set what an existing token may do (replaces its scopes; the token itself stays the same).
+
+    Example: sitewarden kiosk api-token scope hr-system --scope preregister,read-own
+    """
+    from kiosk.auth import StaffAuth
+
+    scopes = _scopes(scope)
+    storage, cipher = _open(_settings(ctx))
+    if not StaffAuth(storage, cipher, 1).set_api_token_scopes(name, scopes):
+        raise click.ClickException(f"no token named {name!r}")
+    click.echo(f"token {name}: {','.join(sorted(scopes))}")
+
+
+@api_token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List API tokens and their scopes (never the tokens).
+
+    Example: sitewarden kiosk api-token list
+    """
+    from kiosk.auth import StaffAuth
+
+    storage, cipher = _open(_settings(ctx))
+    for name, scopes in StaffAuth(storage, cipher, 1).api_tokens():
+        click.echo(f"{name}\t{scopes}")
 
 
 @api_token.command("revoke")

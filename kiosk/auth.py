@@ -116,6 +116,48 @@ class StaffAuth:
             record_audit(self.db, self.clock(), "admin-cli", "add_user", detail=f"{username} ({role})")
         return secret
 
+    def _change_user(self, username: str, action: str, actor: str, note: str, sql: str, args: list[object],
+                     end_sessions: bool) -> None:
+        """One account change in one transaction with its audit row; UserError for an unknown account."""
+        with self.producer.atomic():
+            if not self.db.execute("SELECT 1 FROM staff_users WHERE username = ?", [username]).fetchone():
+                raise UserError(f"no user {username!r} (see `sitewarden kiosk user list`)")
+            if end_sessions:  # before the row goes: a removed or locked-out user is signed out at once
+                self.db.execute("DELETE FROM staff_sessions WHERE username = ?", [username])
+            self.db.execute(sql, args)
+            record_audit(self.db, self.clock(), actor, action, detail=f"{username}" + (f" ({note})" if note else ""))
+        logger.info("staff account %s: %s by %s", username, action, actor)
+
+    def set_disabled(self, username: str, disabled: bool, actor: str, note: str = "") -> None:
+        """Disable (its sessions end now, sign-in refused) or enable an account."""
+        self._change_user(username, "disable_user" if disabled else "enable_user", actor, note,
+                          "UPDATE staff_users SET disabled = ? WHERE username = ?", [int(disabled), username],
+                          end_sessions=disabled)
+
+    def remove_user(self, username: str, actor: str, note: str = "") -> None:
+        """Delete an account and its sessions; the audit log keeps what it did."""
+        self._change_user(username, "remove_user", actor, note, "DELETE FROM staff_users WHERE username = ?",
+                          [username], end_sessions=True)
+
+    def reset_password(self, username: str, actor: str, note: str = "", password: str | None = None) -> str:
+        """A new password (a random one-time password unless given), to be changed at the next sign-in; the
+        account's sessions end. Returns the password."""
+        new = password if password is not None else secrets.token_urlsafe(12)
+        if len(new) < 12:
+            raise UserError("password: at least 12 characters")
+        self._change_user(username, "reset_password", actor, note,
+                          "UPDATE staff_users SET password_hash = ?, must_change_password = ? WHERE username = ?",
+                          [_hasher.hash(new), int(password is None), username], end_sessions=True)
+        return new
+
+    def reset_totp(self, username: str, actor: str, note: str = "") -> str:
+        """A new TOTP secret (the old authenticator stops working); the account's sessions end. Returns it."""
+        secret = pyotp.random_base32()
+        self._change_user(username, "reset_2fa", actor, note,
+                          "UPDATE staff_users SET totp_enc = ?, last_totp_step = 0 WHERE username = ?",
+                          [self.cipher.seal("staff_users", "totp", username, secret), username], end_sessions=True)
+        return secret
+
     def users(self) -> list[tuple[str, str, bool]]:
         """(username, role, disabled) of every account."""
         with self.producer.lock:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pyotp
 
 from edge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from kiosk.auth import StaffAuth
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -89,6 +94,105 @@ def user_list(ctx: click.Context) -> None:
     storage, cipher = _open(settings)
     for name, role, disabled in StaffAuth(storage, cipher, 1).users():
         click.echo("\t".join([name, role, *(["disabled"] if disabled else [])]))
+
+
+def _actor() -> str:
+    """Who runs an admin command: the OS account (audit rows name it)."""
+    try:
+        return f"os:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (a bare container): the uid still says who
+        import os
+
+        return f"os:uid{os.getuid()}"
+
+
+BY_HELP = "A note kept in the audit row beside your OS user name (a ticket, who asked)."
+
+
+def _account_change(ctx: click.Context, change: Callable[[StaffAuth], object]) -> object:
+    from kiosk.auth import StaffAuth, UserError
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    try:
+        return change(StaffAuth(storage, cipher, settings.kiosk.staff_session_hours))
+    except UserError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@user.command("disable")
+@click.argument("username")
+@click.option("--by", "note", default="", help=BY_HELP)
+@click.pass_context
+def user_disable(ctx: click.Context, username: str, note: str) -> None:
+    """Disable a staff account: its sessions end at once and it cannot sign in until enabled again.
+
+    Example: sitewarden kiosk user disable anna --by "left the company, ticket 311"
+    """
+    _account_change(ctx, lambda auth: auth.set_disabled(username, True, _actor(), note))
+    click.echo(f"user {username} disabled; their sessions have ended")
+
+
+@user.command("enable")
+@click.argument("username")
+@click.option("--by", "note", default="", help=BY_HELP)
+@click.pass_context
+def user_enable(ctx: click.Context, username: str, note: str) -> None:
+    """Enable a disabled staff account again.
+
+    Example: sitewarden kiosk user enable anna
+    """
+    _account_change(ctx, lambda auth: auth.set_disabled(username, False, _actor(), note))
+    click.echo(f"user {username} enabled")
+
+
+@user.command("remove")
+@click.argument("username")
+@click.option("--by", "note", default="", help=BY_HELP)
+@click.pass_context
+def user_remove(ctx: click.Context, username: str, note: str) -> None:
+    """Remove a staff account and end its sessions (the audit log keeps what it did).
+
+    Example: sitewarden kiosk user remove anna --by "ticket 311"
+    """
+    _account_change(ctx, lambda auth: auth.remove_user(username, _actor(), note))
+    click.echo(f"user {username} removed; their sessions have ended")
+
+
+@user.command("reset-password")
+@click.argument("username")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Set the password from this file instead of printing a one-time password.")
+@click.option("--by", "note", default="", help=BY_HELP)
+@click.pass_context
+def user_reset_password(ctx: click.Context, username: str, password_file: Path | None, note: str) -> None:
+    """Give a staff account a new password and end its sessions. Without --password-file a one-time password
+    is printed, to be handed over in person; the account is marked to change it.
+
+    Example: sitewarden kiosk user reset-password anna --by "forgot it, ticket 312"
+    """
+    given = password_file.read_text(encoding="utf-8").rstrip("\r\n") if password_file else None
+    new = _account_change(ctx, lambda auth: auth.reset_password(username, _actor(), note, given))
+    click.echo(f"password of {username} reset; their sessions have ended")
+    if given is None:
+        click.echo(f"one-time password: {new}")
+
+
+@user.command("reset-2fa")
+@click.argument("username")
+@click.option("--by", "note", default="", help=BY_HELP)
+@click.pass_context
+def user_reset_2fa(ctx: click.Context, username: str, note: str) -> None:
+    """Give a staff account a new TOTP secret (the old authenticator entry stops working) and end its sessions.
+    Passkeys would be removed too; the console has none today.
+
+    Example: sitewarden kiosk user reset-2fa anna --by "lost phone, ticket 313"
+    """
+    settings = _settings(ctx)
+    secret = str(_account_change(ctx, lambda auth: auth.reset_totp(username, _actor(), note)))
+    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"SiteWarden {settings.site.id}")
+    click.echo(f"second factor of {username} reset; their sessions have ended.\nTOTP secret: {secret}\n"
+               f"authenticator URI: {uri}")
 
 
 @kiosk.group("api-token")

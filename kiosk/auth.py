@@ -46,6 +46,7 @@ class StaffSession:
     role: Role
     stage: Literal["password", "full"]
     csrf: str
+    must_change_password: bool = False  # after `kiosk user reset-password`: nothing else until it is changed
 
     def may(self, permission: str) -> bool:
         """Whether this role has the permission."""
@@ -227,10 +228,20 @@ class StaffAuth:
             return None
         with self.producer.lock:
             row = self.db.execute(
-                "SELECT s.username, u.role, s.stage, s.csrf FROM staff_sessions s JOIN staff_users u USING (username) "
-                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0", [token_hash(token), iso(self.clock())]
+                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password FROM staff_sessions s "
+                "JOIN staff_users u USING (username) WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+                [token_hash(token), iso(self.clock())]
             ).fetchone()
-        return StaffSession(row[0], row[1], row[2], row[3]) if row else None
+        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
+    def change_password(self, username: str, password: str) -> None:
+        """The user sets their own new password (after a reset); UserError when it is too short."""
+        if len(password) < 12:
+            raise UserError("password: at least 12 characters")
+        with self.producer.atomic():
+            self.db.execute("UPDATE staff_users SET password_hash = ?, must_change_password = 0 WHERE username = ?",
+                            [_hasher.hash(password), username])
+            record_audit(self.db, self.clock(), username, "change_password")
 
     def logout(self, token: str) -> None:
         """End a session."""

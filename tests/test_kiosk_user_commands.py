@@ -4,6 +4,8 @@ it should, works against the real app's sign-in, and leaves an audit row naming 
 from __future__ import annotations
 
 import getpass
+import re
+from datetime import datetime
 
 import pyotp
 import pytest
@@ -93,3 +95,25 @@ def test_user_commands_explain_unknown_users_and_end_help_with_an_example(kiosk_
     assert code == 1 and "no user 'nobody'" in out
     code, out = kiosk_cli(kiosk_site, command, "--help")
     assert code == 0 and "Example: sitewarden kiosk user" in out
+
+
+def test_after_a_password_reset_the_user_must_choose_a_new_password_before_anything_else(kiosk_site):
+    secret = staff_login(kiosk_site, "anna")
+    _, out = kiosk_cli(kiosk_site, "reset-password", "anna")
+    one_time = out.split("one-time password: ")[1].strip()
+    csrf = kiosk_site.csrf("/staff/login")
+    kiosk_site.client.post("/staff/login", data={"csrf": csrf, "username": "anna", "password": one_time})
+    totp = pyotp.TOTP(secret)
+    r = kiosk_site.client.post("/staff/totp", data={"csrf": csrf, "code": totp.generate_otp(totp.timecode(
+        datetime.now()) + 1)}, follow_redirects=False)
+    assert r.headers["location"] == "/staff/password"
+    assert kiosk_site.client.get("/staff", follow_redirects=False).headers["location"] == "/staff/password"
+    page = kiosk_site.client.get("/staff/password")
+    form_csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = kiosk_site.client.post("/staff/password", data={"csrf": form_csrf, "password": "short", "again": "short"})
+    assert r.status_code == 400 and "at least 12" in r.text
+    r = kiosk_site.client.post("/staff/password", data={"csrf": form_csrf, "password": "a brand new secret",
+                                                        "again": "a brand new secret"}, follow_redirects=False)
+    assert r.status_code == 303 and signed_in(kiosk_site)
+    assert password_ok(kiosk_site, "anna", "a brand new secret") and not password_ok(kiosk_site, "anna", one_time)
+    assert query(kiosk_site.db_path, "SELECT actor FROM audit WHERE action = 'change_password'") == [("anna",)]

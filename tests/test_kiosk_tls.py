@@ -3,6 +3,7 @@ does not come back (what a browser does with Secure cookies over plain HTTP)."""
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ def test_kiosk_over_tls_sends_hsts(tmp_path, mqtt_broker, service_factory):
 
     def fetch() -> httpx.Response | None:
         try:
-            return httpx.get(url, verify=str(pki["ca"]), timeout=5)
+            return httpx.get(url, verify=ssl.create_default_context(cafile=str(pki["ca"])), timeout=5)
         except httpx.TransportError:
             return None
 

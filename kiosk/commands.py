@@ -109,6 +109,17 @@ def _actor() -> str:
 BY_HELP = "A note kept in the audit row beside your OS user name (a ticket, who asked)."
 
 
+def _account_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """`sitewarden kiosk user NAME USERNAME [--by NOTE]`: the shape every account change shares."""
+
+    def make(func: Callable[..., None]) -> click.Command:
+        func = click.pass_context(func)
+        func = click.option("--by", "note", default="", help=BY_HELP)(func)
+        return user.command(name)(click.argument("username")(func))
+
+    return make
+
+
 def _account_change(ctx: click.Context, change: Callable[[StaffAuth], object]) -> object:
     from kiosk.auth import StaffAuth, UserError
 
@@ -120,10 +131,7 @@ def _account_change(ctx: click.Context, change: Callable[[StaffAuth], object]) -
         raise click.ClickException(str(err)) from err
 
 
-@user.command("disable")
-@click.argument("username")
-@click.option("--by", "note", default="", help=BY_HELP)
-@click.pass_context
+@_account_command("disable")
 def user_disable(ctx: click.Context, username: str, note: str) -> None:
     """Disable a staff account: its sessions end at once and it cannot sign in until enabled again.
 
@@ -133,10 +141,7 @@ def user_disable(ctx: click.Context, username: str, note: str) -> None:
     click.echo(f"user {username} disabled; their sessions have ended")
 
 
-@user.command("enable")
-@click.argument("username")
-@click.option("--by", "note", default="", help=BY_HELP)
-@click.pass_context
+@_account_command("enable")
 def user_enable(ctx: click.Context, username: str, note: str) -> None:
     """Enable a disabled staff account again.
 
@@ -146,10 +151,7 @@ def user_enable(ctx: click.Context, username: str, note: str) -> None:
     click.echo(f"user {username} enabled")
 
 
-@user.command("remove")
-@click.argument("username")
-@click.option("--by", "note", default="", help=BY_HELP)
-@click.pass_context
+@_account_command("remove")
 def user_remove(ctx: click.Context, username: str, note: str) -> None:
     """Remove a staff account and end its sessions (the audit log keeps what it did).
 
@@ -159,12 +161,9 @@ def user_remove(ctx: click.Context, username: str, note: str) -> None:
     click.echo(f"user {username} removed; their sessions have ended")
 
 
-@user.command("reset-password")
-@click.argument("username")
+@_account_command("reset-password")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Set the password from this file instead of printing a one-time password.")
-@click.option("--by", "note", default="", help=BY_HELP)
-@click.pass_context
 def user_reset_password(ctx: click.Context, username: str, password_file: Path | None, note: str) -> None:
     """Give a staff account a new password and end its sessions. Without --password-file a one-time password
     is printed, to be handed over in person; the account is marked to change it.
@@ -178,10 +177,7 @@ def user_reset_password(ctx: click.Context, username: str, password_file: Path |
         click.echo(f"one-time password: {new}")
 
 
-@user.command("reset-2fa")
-@click.argument("username")
-@click.option("--by", "note", default="", help=BY_HELP)
-@click.pass_context
+@_account_command("reset-2fa")
 def user_reset_2fa(ctx: click.Context, username: str, note: str) -> None:
     """Give a staff account a new TOTP secret (the old authenticator entry stops working) and end its sessions.
     Passkeys would be removed too; the console has none today.

@@ -53,6 +53,10 @@ class StaffSession:
         return self.stage == "full" and self.role in PERMISSIONS[permission]
 
 
+class UserError(ValueError):
+    """A staff account command that cannot be done (exists, unknown role, weak password)."""
+
+
 # What an API token may do. Every scope reaches only the visits the token's client pre-registered itself.
 API_SCOPES: dict[str, str] = {
     "preregister": "create expected visits and read the host directory",
@@ -80,10 +84,6 @@ def check_scopes(scopes: frozenset[str]) -> str:
     if unknown or not scopes:
         raise UserError(f"unknown scope {', '.join(unknown) or '(none given)'}: pick from {', '.join(API_SCOPES)}")
     return ",".join(sorted(scopes))
-
-
-class UserError(ValueError):
-    """A staff account command that cannot be done (exists, unknown role, weak password)."""
 
 
 class StaffAuth:

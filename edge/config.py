@@ -396,8 +396,9 @@ class KioskSettings(Section):
     badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A badge prints valid until "
                                      "check-in plus this, capped at the end of day.")
     checkin_rate_per_min: int = Field(default=30, ge=1, description="Check-ins accepted per minute per client.")
-    login_attempts: int = Field(default=5, ge=1, description="Failed staff logins allowed per user and per "
-                                "client within `login_window_min`.")
+    login_attempts: int = Field(default=5, ge=1, description="Failed staff logins allowed per user and "
+                                "address within `login_window_min` (4x per address across users; past 2x per "
+                                "user, new addresses are slowed).")
     login_window_min: float = Field(default=15.0, gt=0, description="Window of the login limit, in minutes.")
     staff_session_hours: float = Field(default=8.0, gt=0, le=24, description="A staff login lasts this long.")
 

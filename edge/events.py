@@ -189,6 +189,16 @@ class WatchlistMatched(Event):
     entry: str = Field(description="Reference of the matching watchlist entry (its line number), never the name.")
 
 
+class WatchlistHoldDecided(Event):
+    """Reception decided on a check-in held by the watchlist: let the visitor in, or turned them away."""
+
+    kind: Literal["watchlist_hold_decided"] = "watchlist_hold_decided"
+    visit_id: VisitId
+    decision: Literal["admitted", "refused"] = Field(description="What reception decided.")
+    decided_by: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                            description="User id of the staff account that decided (never the visitor's name).")
+
+
 class PersonEntered(Event):
     """A camera saw a person cross a door line from outside to inside."""
 
@@ -371,6 +381,7 @@ FACT_TYPES: tuple[type[Event], ...] = (
     VisitorCheckedOut,
     VisitorOverstayed,
     WatchlistMatched,
+    WatchlistHoldDecided,
     PersonEntered,
     PersonExited,
     RogueAccessPointSeen,
@@ -405,6 +416,7 @@ Fact = Annotated[
     | VisitorCheckedOut
     | VisitorOverstayed
     | WatchlistMatched
+    | WatchlistHoldDecided
     | PersonEntered
     | PersonExited
     | RogueAccessPointSeen

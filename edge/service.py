@@ -129,9 +129,9 @@ class EdgeService:
         """Rules call this (inside the batch transaction)."""
         self.alerts.raise_alert(draft)
 
-    def resolve(self, kind: str, trigger: str, note: str) -> None:
+    def resolve(self, kind: str, trigger: str, note: str, by: str | None = None) -> None:
         """Rules call this to close what they raised."""
-        self.alerts.resolve_trigger(kind, trigger, by=f"rule:{kind}", note=note)
+        self.alerts.resolve_trigger(kind, trigger, by=by or f"rule:{kind}", note=note)
 
     # wiring
 

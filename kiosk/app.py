@@ -24,10 +24,13 @@ from kiosk.desk import Desk, Visit
 from kiosk.forms import MSG, FormErrors
 from kiosk.staff_routes import staff_router
 from kiosk.text import QR_PREFIX
+from kiosk.throttle import Lock, LoginThrottle
 from kiosk.visitor_routes import visitor_router
-from kiosk.web import CSRF_FIELD, SECURITY_HEADERS, STATIC_DIR, Pages, svg
+from kiosk.web import CSRF_COOKIE, CSRF_FIELD, SECURITY_HEADERS, STATIC_DIR, Pages, svg
 
 logger = logging.getLogger(__name__)
+
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: the box is reached by address or its own name
 
 
 class Counters:
@@ -57,7 +60,11 @@ class Kiosk:
                            settings.site.name or settings.site.id)
         self.counters = Counters()
         self.checkin_limit = RateLimiter(self.config.checkin_rate_per_min, 60.0)
-        self.login_limit = RateLimiter(self.config.login_attempts, self.config.login_window_min * 60)
+        self.login_limit = LoginThrottle(self.config.login_attempts, self.config.login_window_min * 60,
+                                         on_lock=self._audit_lock)
+
+    def _audit_lock(self, lock: Lock, account: str, address: str, what: str) -> None:
+        self.desk.audit("system", f"login_lock_{lock}", None, f"{account[:64]!r} from {address} (wrong {what}s)")
 
     def client_of(self, request: Request) -> str:
         """The client's address, for rate-limit keys."""
@@ -71,12 +78,25 @@ class Kiosk:
         """One of the form messages, in the request's language."""
         return self.pages.gettext(self.pages.lang(request), MSG[key], args or None)
 
-    def csrf_refusal(self, request: Request, form: FormData) -> str | None:
-        """None when the form's CSRF token matches its cookie; else the refusal, counted, in the visitor's words."""
+    def csrf_problem(self, request: Request, form: FormData) -> str | None:
+        """None when the form's CSRF token matches its cookie; else the key of the message saying why, counted.
+
+        No cookie at all is told apart from a stale one: it is what a browser does with the kiosk's Secure
+        cookies when the page came over plain HTTP from another machine, and "open too long" would mislead.
+        """
         if self.pages.csrf_ok(request, form.get(CSRF_FIELD)):
             return None
+        if not request.cookies.get(CSRF_COOKIE):
+            self.counters.refuse("cookie_missing", request, f"no cookie came back over {request.url.scheme}; "
+                                 "browsers drop Secure cookies on plain HTTP to another machine")
+            return "cookie_missing"
         self.counters.refuse("csrf", request)
-        return self.msg(request, "csrf")
+        return "csrf"
+
+    def csrf_refusal(self, request: Request, form: FormData) -> str | None:
+        """None when the form's CSRF token matches its cookie; else the refusal, counted, in the visitor's words."""
+        problem = self.csrf_problem(request, form)
+        return None if problem is None else self.msg(request, problem)
 
     def error_texts(self, request: Request, errors: FormErrors) -> tuple[dict[str, str], list[str]]:
         """A form's errors in the request's language: by field, and those of the whole form."""
@@ -113,10 +133,13 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
     app.state.desk = desk
     app.state.auth = auth
     app.state.counters = counters
+    app.state.login_throttle = kiosk.login_limit
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(api_router(desk, auth, counters))
     app.include_router(visitor_router(kiosk))
     app.include_router(staff_router(kiosk))
+
+    hsts = settings.kiosk.tls_cert_file is not None  # served over TLS: browsers must never fall back to HTTP
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -127,6 +150,8 @@ def create_app(settings: Settings, desk: Desk, auth: StaffAuth) -> FastAPI:
                 return JSONResponse({"detail": "request larger than 3 MiB"}, status_code=413)
             return pages.render(request, "error.html", status=413, code=413)
         response = await call_next(request)
+        if hsts:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         for key, value in SECURITY_HEADERS.items():
             if not (key == "Cache-Control" and request.url.path.startswith("/static/")):
                 response.headers.setdefault(key, value)

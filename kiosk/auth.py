@@ -46,6 +46,7 @@ class StaffSession:
     role: Role
     stage: Literal["password", "full"]
     csrf: str
+    must_change_password: bool = False  # after `kiosk user reset-password`: nothing else until it is changed
 
     def may(self, permission: str) -> bool:
         """Whether this role has the permission."""
@@ -54,6 +55,35 @@ class StaffSession:
 
 class UserError(ValueError):
     """A staff account command that cannot be done (exists, unknown role, weak password)."""
+
+
+# What an API token may do. Every scope reaches only the visits the token's client pre-registered itself.
+API_SCOPES: dict[str, str] = {
+    "preregister": "create expected visits and read the host directory",
+    "read-own": "read and list the visits this client pre-registered",
+    "cancel-own": "cancel the expected visits this client pre-registered",
+}
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The holder of an API token: its name (visits it makes are `created_by` `api:<name>`) and scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        """How its visits and audit entries name it."""
+        return f"api:{self.name}"
+
+
+def check_scopes(scopes: frozenset[str]) -> str:
+    """The scopes as stored (sorted, comma-separated), or UserError naming the unknown ones."""
+    unknown = sorted(set(scopes) - set(API_SCOPES))
+    if unknown or not scopes:
+        raise UserError(f"unknown scope {', '.join(unknown) or '(none given)'}: pick from {', '.join(API_SCOPES)}")
+    return ",".join(sorted(scopes))
 
 
 class StaffAuth:
@@ -85,6 +115,48 @@ class StaffAuth:
                             [username, role, _hasher.hash(password),
                              self.cipher.seal("staff_users", "totp", username, secret), iso(self.clock())])
             record_audit(self.db, self.clock(), "admin-cli", "add_user", detail=f"{username} ({role})")
+        return secret
+
+    def _change_user(self, username: str, action: str, actor: str, note: str, sql: str, args: list[object],
+                     end_sessions: bool) -> None:
+        """One account change in one transaction with its audit row; UserError for an unknown account."""
+        with self.producer.atomic():
+            if not self.db.execute("SELECT 1 FROM staff_users WHERE username = ?", [username]).fetchone():
+                raise UserError(f"no user {username!r} (see `sitewarden kiosk user list`)")
+            if end_sessions:  # before the row goes: a removed or locked-out user is signed out at once
+                self.db.execute("DELETE FROM staff_sessions WHERE username = ?", [username])
+            self.db.execute(sql, args)
+            record_audit(self.db, self.clock(), actor, action, detail=f"{username}" + (f" ({note})" if note else ""))
+        logger.info("staff account %s: %s by %s", username, action, actor)
+
+    def set_disabled(self, username: str, disabled: bool, actor: str, note: str = "") -> None:
+        """Disable (its sessions end now, sign-in refused) or enable an account."""
+        self._change_user(username, "disable_user" if disabled else "enable_user", actor, note,
+                          "UPDATE staff_users SET disabled = ? WHERE username = ?", [int(disabled), username],
+                          end_sessions=disabled)
+
+    def remove_user(self, username: str, actor: str, note: str = "") -> None:
+        """Delete an account and its sessions; the audit log keeps what it did."""
+        self._change_user(username, "remove_user", actor, note, "DELETE FROM staff_users WHERE username = ?",
+                          [username], end_sessions=True)
+
+    def reset_password(self, username: str, actor: str, note: str = "", password: str | None = None) -> str:
+        """A new password (a random one-time password unless given), to be changed at the next sign-in; the
+        account's sessions end. Returns the password."""
+        new = password if password is not None else secrets.token_urlsafe(12)
+        if len(new) < 12:
+            raise UserError("password: at least 12 characters")
+        self._change_user(username, "reset_password", actor, note,
+                          "UPDATE staff_users SET password_hash = ?, must_change_password = ? WHERE username = ?",
+                          [_hasher.hash(new), int(password is None), username], end_sessions=True)
+        return new
+
+    def reset_totp(self, username: str, actor: str, note: str = "") -> str:
+        """A new TOTP secret (the old authenticator stops working); the account's sessions end. Returns it."""
+        secret = pyotp.random_base32()
+        self._change_user(username, "reset_2fa", actor, note,
+                          "UPDATE staff_users SET totp_enc = ?, last_totp_step = 0 WHERE username = ?",
+                          [self.cipher.seal("staff_users", "totp", username, secret), username], end_sessions=True)
         return secret
 
     def users(self) -> list[tuple[str, str, bool]]:
@@ -156,10 +228,20 @@ class StaffAuth:
             return None
         with self.producer.lock:
             row = self.db.execute(
-                "SELECT s.username, u.role, s.stage, s.csrf FROM staff_sessions s JOIN staff_users u USING (username) "
-                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0", [token_hash(token), iso(self.clock())]
+                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password FROM staff_sessions s "
+                "JOIN staff_users u USING (username) WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+                [token_hash(token), iso(self.clock())]
             ).fetchone()
-        return StaffSession(row[0], row[1], row[2], row[3]) if row else None
+        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
+    def change_password(self, username: str, password: str) -> None:
+        """The user sets their own new password (after a reset); UserError when it is too short."""
+        if len(password) < 12:
+            raise UserError("password: at least 12 characters")
+        with self.producer.atomic():
+            self.db.execute("UPDATE staff_users SET password_hash = ?, must_change_password = 0 WHERE username = ?",
+                            [_hasher.hash(password), username])
+            record_audit(self.db, self.clock(), username, "change_password")
 
     def logout(self, token: str) -> None:
         """End a session."""
@@ -170,29 +252,60 @@ class StaffAuth:
             if row:
                 record_audit(self.db, self.clock(), row[0], "logout")
 
+    def known_address(self, username: str, address: str) -> bool:
+        """Whether this account completed a sign-in from this address before (it is spared the account backoff)."""
+        with self.producer.lock:
+            return self.db.execute("SELECT 1 FROM staff_addresses WHERE username = ? AND address = ?",
+                                   [username, address]).fetchone() is not None
+
+    def remember_address(self, username: str, address: str) -> None:
+        """Record a completed sign-in's address."""
+        with self.producer.atomic():
+            self.db.execute("INSERT INTO staff_addresses (username, address, last_login_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT(username, address) DO UPDATE SET last_login_at = excluded.last_login_at",
+                            [username, address, iso(self.clock())])
+
     # -- API tokens ---------------------------------------------------------------------------------------------
-    def create_api_token(self, name: str) -> str:
-        """A new bearer token for the JSON API (shown once; only its hash is kept)."""
+    def create_api_token(self, name: str, scopes: frozenset[str] = frozenset({"preregister"})) -> str:
+        """A new bearer token for the JSON API (shown once; only its hash is kept), allowed only `scopes`."""
+        checked = check_scopes(scopes)
         token = "swk_" + secrets.token_urlsafe(32)
         with self.producer.atomic():
             if self.db.execute("SELECT 1 FROM api_tokens WHERE name = ?", [name]).fetchone():
                 raise UserError(f"a token named {name!r} exists already; revoke it first")
-            self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at) VALUES (?, ?, ?)",
-                            [token_hash(token), name, iso(self.clock())])
-            record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"created {name}")
+            self.db.execute("INSERT INTO api_tokens (token_hash, name, created_at, scopes) VALUES (?, ?, ?, ?)",
+                            [token_hash(token), name, iso(self.clock()), checked])
+            record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"created {name} ({checked})")
         return token
+
+    def set_api_token_scopes(self, name: str, scopes: frozenset[str]) -> bool:
+        """Change what an existing token may do; False when there is no such token."""
+        checked = check_scopes(scopes)
+        with self.producer.atomic():
+            cur = self.db.execute("UPDATE api_tokens SET scopes = ? WHERE name = ?", [checked, name])
+            if cur.rowcount == 1:
+                record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"scopes of {name}: {checked}")
+            return cur.rowcount == 1
+
+    def api_tokens(self) -> list[tuple[str, str]]:
+        """(name, scopes) of every API token."""
+        with self.producer.lock:
+            return [(r[0], r[1]) for r in self.db.execute("SELECT name, scopes FROM api_tokens ORDER BY name")]
 
     def revoke_api_token(self, name: str) -> bool:
         """Revoke a token by name."""
         with self.producer.atomic():
             cur = self.db.execute("DELETE FROM api_tokens WHERE name = ?", [name])
+            if cur.rowcount == 1:
+                record_audit(self.db, self.clock(), "admin-cli", "api_token", detail=f"revoked {name}")
             return cur.rowcount == 1
 
-    def api_client(self, token: str) -> str | None:
-        """The name of the API client holding this token."""
+    def api_client(self, token: str) -> ApiClient | None:
+        """The API client holding this token, with its scopes."""
         with self.producer.lock:
-            row = self.db.execute("SELECT name FROM api_tokens WHERE token_hash = ?", [token_hash(token)]).fetchone()
-        return row[0] if row else None
+            row = self.db.execute("SELECT name, scopes FROM api_tokens WHERE token_hash = ?",
+                                  [token_hash(token)]).fetchone()
+        return ApiClient(row[0], frozenset(row[1].split(","))) if row else None
 
 
 class RateLimiter:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pyotp
 
 from edge.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from kiosk.auth import StaffAuth
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -91,29 +96,175 @@ def user_list(ctx: click.Context) -> None:
         click.echo("\t".join([name, role, *(["disabled"] if disabled else [])]))
 
 
+def _actor() -> str:
+    """Who runs an admin command: the OS account (audit rows name it)."""
+    try:
+        return f"os:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (a bare container): the uid still says who
+        import os
+
+        return f"os:uid{os.getuid()}"
+
+
+BY_HELP = "A note kept in the audit row beside your OS user name (a ticket, who asked)."
+
+
+def _account_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """`sitewarden kiosk user NAME USERNAME [--by NOTE]`: the shape every account change shares."""
+
+    def make(func: Callable[..., None]) -> click.Command:
+        func = click.pass_context(func)
+        func = click.option("--by", "note", default="", help=BY_HELP)(func)
+        return user.command(name)(click.argument("username")(func))
+
+    return make
+
+
+def _account_change(ctx: click.Context, change: Callable[[StaffAuth], object]) -> object:
+    from kiosk.auth import StaffAuth, UserError
+
+    settings = _settings(ctx)
+    storage, cipher = _open(settings)
+    try:
+        return change(StaffAuth(storage, cipher, settings.kiosk.staff_session_hours))
+    except UserError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@_account_command("disable")
+def user_disable(ctx: click.Context, username: str, note: str) -> None:
+    """Disable a staff account: its sessions end at once and it cannot sign in until enabled again.
+
+    Example: sitewarden kiosk user disable anna --by "left the company, ticket 311"
+    """
+    _account_change(ctx, lambda auth: auth.set_disabled(username, True, _actor(), note))
+    click.echo(f"user {username} disabled; their sessions have ended")
+
+
+@_account_command("enable")
+def user_enable(ctx: click.Context, username: str, note: str) -> None:
+    """Enable a disabled staff account again.
+
+    Example: sitewarden kiosk user enable anna
+    """
+    _account_change(ctx, lambda auth: auth.set_disabled(username, False, _actor(), note))
+    click.echo(f"user {username} enabled")
+
+
+@_account_command("remove")
+def user_remove(ctx: click.Context, username: str, note: str) -> None:
+    """Remove a staff account and end its sessions (the audit log keeps what it did).
+
+    Example: sitewarden kiosk user remove anna --by "ticket 311"
+    """
+    _account_change(ctx, lambda auth: auth.remove_user(username, _actor(), note))
+    click.echo(f"user {username} removed; their sessions have ended")
+
+
+@_account_command("reset-password")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Set the password from this file instead of printing a one-time password.")
+def user_reset_password(ctx: click.Context, username: str, password_file: Path | None, note: str) -> None:
+    """Give a staff account a new password and end its sessions. Without --password-file a one-time password
+    is printed, to be handed over in person; the account is marked to change it.
+
+    Example: sitewarden kiosk user reset-password anna --by "forgot it, ticket 312"
+    """
+    given = password_file.read_text(encoding="utf-8").rstrip("\r\n") if password_file else None
+    new = _account_change(ctx, lambda auth: auth.reset_password(username, _actor(), note, given))
+    click.echo(f"password of {username} reset; their sessions have ended")
+    if given is None:
+        click.echo(f"one-time password: {new}")
+
+
+@_account_command("reset-2fa")
+def user_reset_2fa(ctx: click.Context, username: str, note: str) -> None:
+    """Give a staff account a new TOTP secret (the old authenticator entry stops working) and end its sessions.
+    Passkeys would be removed too; the console has none today.
+
+    Example: sitewarden kiosk user reset-2fa anna --by "lost phone, ticket 313"
+    """
+    settings = _settings(ctx)
+    secret = str(_account_change(ctx, lambda auth: auth.reset_totp(username, _actor(), note)))
+    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=f"SiteWarden {settings.site.id}")
+    click.echo(f"second factor of {username} reset; their sessions have ended.\nTOTP secret: {secret}\n"
+               f"authenticator URI: {uri}")
+
+
 @kiosk.group("api-token")
 def api_token() -> None:
-    """Bearer tokens for the pre-registration JSON API (/api/v1).
+    """Bearer tokens for the pre-registration JSON API (/api/v1). A token reaches only the visits it made.
 
-    Example: sitewarden kiosk api-token create hr-system
+    Scopes: preregister (create visits, read the host directory), read-own (read and list its own visits),
+    cancel-own (cancel its own expected visits). Tokens made before scopes existed have only preregister.
+
+    Example: sitewarden kiosk api-token create hr-system --scope preregister,read-own
     """
+
+
+def _scopes(value: str) -> frozenset[str]:
+    from kiosk.auth import UserError, check_scopes
+
+    scopes = frozenset(s.strip() for s in value.split(",") if s.strip())
+    try:
+        check_scopes(scopes)
+    except UserError as err:
+        raise click.BadParameter(str(err)) from err
+    return scopes
+
+
+SCOPE_HELP = "Comma-separated: preregister, read-own, cancel-own."
 
 
 @api_token.command("create")
 @click.argument("name")
+@click.option("--scope", "scope", default="preregister", show_default=True, help=SCOPE_HELP)
 @click.pass_context
-def token_create(ctx: click.Context, name: str) -> None:
+def token_create(ctx: click.Context, name: str, scope: str) -> None:
     """Create a token for an API client and print it (only its hash is kept).
 
-    Example: sitewarden kiosk api-token create hr-system
+    Example: sitewarden kiosk api-token create hr-system --scope preregister,read-own,cancel-own
     """
     from kiosk.auth import StaffAuth, UserError
 
+    scopes = _scopes(scope)
     storage, cipher = _open(_settings(ctx))
     try:
-        click.echo(StaffAuth(storage, cipher, 1).create_api_token(name))
+        click.echo(StaffAuth(storage, cipher, 1).create_api_token(name, scopes))
     except UserError as err:
         raise click.ClickException(str(err)) from err
+
+
+@api_token.command("scope")
+@click.argument("name")
+@click.option("--scope", "scope", required=True, help=SCOPE_HELP)
+@click.pass_context
+def token_scope(ctx: click.Context, name: str, scope: str) -> None:
+    """Set what an existing token may do (replaces its scopes; the token itself stays the same).
+
+    Example: sitewarden kiosk api-token scope hr-system --scope preregister,read-own
+    """
+    from kiosk.auth import StaffAuth
+
+    scopes = _scopes(scope)
+    storage, cipher = _open(_settings(ctx))
+    if not StaffAuth(storage, cipher, 1).set_api_token_scopes(name, scopes):
+        raise click.ClickException(f"no token named {name!r}")
+    click.echo(f"token {name}: {','.join(sorted(scopes))}")
+
+
+@api_token.command("list")
+@click.pass_context
+def token_list(ctx: click.Context) -> None:
+    """List API tokens and their scopes (never the tokens).
+
+    Example: sitewarden kiosk api-token list
+    """
+    from kiosk.auth import StaffAuth
+
+    storage, cipher = _open(_settings(ctx))
+    for name, scopes in StaffAuth(storage, cipher, 1).api_tokens():
+        click.echo(f"{name}\t{scopes}")
 
 
 @api_token.command("revoke")

@@ -24,6 +24,7 @@ from edge.events import (
     VisitorArrived,
     VisitorCheckedOut,
     VisitorOverstayed,
+    WatchlistHoldDecided,
     WatchlistMatched,
     utcnow,
 )
@@ -397,19 +398,26 @@ class Desk:
         visit = self.get(visit_id)
         if visit.state != "held":
             raise VisitNotFound("not held")
-        with self._atomic():
+        with self._atomic() as facts:
             self._audit(actor, "release_hold", visit_id)
+            facts.append(self._decided(visit_id, "admitted", actor))
             return self._check_in(visit, None, by="reception")
 
     def refuse(self, visit_id: str, actor: str) -> Visit:
         """Reception turns a held visitor away."""
-        with self._atomic():
+        with self._atomic() as facts:
             cur = self.db.execute("UPDATE visits SET state = 'refused', checked_out_at = ? WHERE id = ? AND "
                                   "state = 'held'", [iso(self.clock()), visit_id])
             if cur.rowcount != 1:
                 raise VisitNotFound("not held")
             self._audit(actor, "refuse_hold", visit_id)
+            facts.append(self._decided(visit_id, "refused", actor))
         return self.get(visit_id)
+
+    def _decided(self, visit_id: str, decision: Literal["admitted", "refused"], actor: str) -> WatchlistHoldDecided:
+        """The fact that ends a watchlist alert: the decision and the staff account, never the visitor's name."""
+        return WatchlistHoldDecided(site=self.site, source=self.source, visit_id=visit_id, decision=decision,
+                                    decided_by=actor)
 
     def pre_register(self, details: VisitorDetails, start: datetime, end: datetime, actor: str) -> Visit:
         """An expected visit with an invite code."""

@@ -43,6 +43,9 @@ MSG = {
     "rate_limited": N_("Too many tries. Please wait a minute, or ask reception."),
     "flow_expired": N_("This check-in timed out. Please start again."),
     "csrf": N_("This page was open too long or came from elsewhere. Please try again."),
+    "cookie_missing": N_("Your browser did not send this kiosk's cookie back, so the form cannot be accepted. "
+                         "Cookies are blocked, or the kiosk was opened over http:// from another machine: "
+                         "open it over https://, or ask reception."),
     "date_bad": N_("Give a date and time as YYYY-MM-DD HH:MM."),
     "end_before_start": N_("The end must be after the start."),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from edge.config import Settings
 from edge.events import Event
 from edge.producer import FactProducer
 from edge.publisher import MIGRATIONS as PUBLISH_MIGRATIONS
-from edge.services import ServiceSpec
+from edge.services import ServiceCannotStart, ServiceSpec
 from edge.store import database_path, open_database, transaction
 from kiosk import store
 from kiosk.app import create_app
@@ -150,8 +151,27 @@ class KioskService:
         return done
 
 
+def check_transport(settings: Settings) -> None:
+    """Refuse plain HTTP on a network address: browsers drop the kiosk's Secure cookies there, so every form
+    would fail. Plain HTTP is fine on loopback (the box's own screen, or a TLS proxy on the box in front)."""
+    kiosk = settings.kiosk
+    if kiosk.tls_cert_file is not None:
+        return
+    host = kiosk.listen_host.strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ServiceCannotStart(
+            f"kiosk.listen_host: {kiosk.listen_host} would serve plain HTTP to other machines, whose browsers drop "
+            "the kiosk's Secure cookies (every check-in would fail); set kiosk.tls_cert_file and kiosk.tls_key_file "
+            "to serve HTTPS, or set kiosk.listen_host: 127.0.0.1 behind a TLS proxy on this box")
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
     """Entry point of `sitewarden run kiosk`."""
+    check_transport(settings)
     with service_lock(settings):
         KioskService(settings).run(stop)
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.events import utcnow
 from kiosk import forms
-from kiosk.auth import StaffSession
+from kiosk.auth import StaffSession, UserError
 from kiosk.desk import Visit, VisitNotFound
 from kiosk.forms import MSG, N_, FormErrors, check_visitor, parse_visits_csv, unknown_fields
 from kiosk.rows import RowCache
@@ -35,6 +35,8 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         session = staff(request)
         if session is None or session.stage != "full":
             return pages.redirect(f"/staff/login?next={request.url.path}")
+        if session.must_change_password and request.url.path != "/staff/logout":
+            return pages.redirect("/staff/password")
         if not session.may(permission):
             counters.refuse("forbidden", request, f"{session.username} ({session.role}) lacks {permission}")
             return pages.render(request, "error.html", status=403, code=403, session=session)
@@ -78,13 +80,14 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return login_page(request, refused, 403)
         username = str(form.get("username", ""))[:64].strip()
-        keys = (f"login-user:{username.casefold()}", f"login-client:{kiosk.client_of(request)}")
-        if login_limit.blocked(*keys):
-            counters.refuse("rate_limited", request, f"login as {username!r}")
+        address = kiosk.client_of(request)
+        verdict = login_limit.check(username, address, await run_in_threadpool(auth.known_address, username, address))
+        if not verdict.allowed:
+            counters.refuse("rate_limited", request, f"login as {username!r}: {verdict.lock}")
             return login_page(request, kiosk.msg(request, "rate_limited"), 429)
         token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
         if token is None:
-            login_limit.hit(*keys)
+            await run_in_threadpool(login_limit.failed, username, address, "password")
             counters.refuse("bad_login", request, f"user {username!r}")
             return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")), 401)
         response = pages.redirect(f"/staff/totp?next={safe_next(str(form.get('next', '/staff')))}")
@@ -109,19 +112,55 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return pages.redirect("/staff/login")
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return pages.render(request, "staff_totp.html", status=403, error=refused, next=nxt)
-        keys = (f"login-user:{session.username.casefold()}", f"login-client:{kiosk.client_of(request)}")
-        if login_limit.blocked(*keys):
-            counters.refuse("rate_limited", request, f"code for {session.username}")
+        address = kiosk.client_of(request)
+        verdict = login_limit.check(session.username, address,
+                                    await run_in_threadpool(auth.known_address, session.username, address))
+        if not verdict.allowed:
+            counters.refuse("rate_limited", request, f"code for {session.username}: {verdict.lock}")
             return pages.render(request, "staff_totp.html", status=429, error=kiosk.msg(request, "rate_limited"),
                                 next=nxt)
         code = str(form.get("code", "")).replace(" ", "")[:10]
         if not await run_in_threadpool(auth.check_totp, token, code):
-            login_limit.hit(*keys)
+            await run_in_threadpool(login_limit.failed, session.username, address, "code")
             counters.refuse("bad_totp", request, session.username)
             return pages.render(request, "staff_totp.html", status=401, next=nxt,
                                 error=pages.gettext(pages.lang(request), N_("That code is wrong or was used already. "
                                                                              "Wait for the next code.")))
+        login_limit.succeeded(session.username, address)
+        await run_in_threadpool(auth.remember_address, session.username, address)
+        if session.must_change_password:
+            return pages.redirect("/staff/password")
         return pages.redirect(nxt if nxt.startswith("/staff") else "/staff")
+
+    @router.get("/staff/password", include_in_schema=False)
+    async def password_form(request: Request) -> Response:
+        session = staff(request)
+        if session is None or session.stage != "full":
+            return pages.redirect("/staff/login")
+        return pages.render(request, "staff_password.html", session=session, error=None)
+
+    @router.post("/staff/password", include_in_schema=False)
+    async def password_submit(request: Request) -> Response:
+        """A new password, chosen by the user (required after `sitewarden kiosk user reset-password`)."""
+        session = staff(request)
+        if session is None or session.stage != "full":
+            return pages.redirect("/staff/login")
+        form = await kiosk.read_form(request)
+        if not isinstance(form.get(CSRF_FIELD), str) or form.get(CSRF_FIELD) != session.csrf:
+            counters.refuse("csrf", request, session.username)
+            return pages.render(request, "staff_password.html", status=403, session=session,
+                                error=kiosk.msg(request, "csrf"))
+        new, again = str(form.get("password", ""))[:256], str(form.get("again", ""))[:256]
+        lang = pages.lang(request)
+        if new != again:
+            return pages.render(request, "staff_password.html", status=400, session=session,
+                                error=pages.gettext(lang, N_("The two passwords differ.")))
+        try:
+            await run_in_threadpool(auth.change_password, session.username, new)
+        except UserError:
+            return pages.render(request, "staff_password.html", status=400, session=session,
+                                error=pages.gettext(lang, N_("Use at least 12 characters.")))
+        return pages.redirect("/staff")
 
     @router.post("/staff/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:

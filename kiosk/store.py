@@ -96,7 +96,25 @@ CREATE TABLE kiosk_jobs (
 """)
 
 
-MIGRATIONS = (Migration("kiosk_v1", _v1),)
+def _v2(db: sqlite_utils.Database) -> None:
+    """Scoped API tokens, the addresses each staff account signed in from, password resets.
+
+    Tokens made before scopes get the narrowest sane one, `preregister`: they may still create visits, and no
+    longer list, read or cancel any (`sitewarden kiosk api-token scope NAME --scope ...` gives more back).
+    """
+    run_script(db, """
+ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'preregister';
+ALTER TABLE staff_users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE staff_addresses (
+    username TEXT NOT NULL REFERENCES staff_users(username) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    last_login_at TEXT NOT NULL,
+    PRIMARY KEY (username, address)
+);
+""")
+
+
+MIGRATIONS = (Migration("kiosk_v1", _v1), Migration("kiosk_v2", _v2))
 
 
 def iso(moment: datetime) -> str:

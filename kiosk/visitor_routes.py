@@ -58,8 +58,8 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
         form = await kiosk.read_form(request)
         values = {k: v for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}
         shown = {k: v[:200] for k, v in values.items() if k in VISITOR_FIELDS}
-        if kiosk.csrf_refusal(request, form) is not None:
-            return checkin_page(request, shown, FormErrors({}, [(MSG["csrf"], {})]), status=403)
+        if (problem := kiosk.csrf_problem(request, form)) is not None:
+            return checkin_page(request, shown, FormErrors({}, [(MSG[problem], {})]), status=403)
         client = f"checkin:{kiosk.client_of(request)}"
         if checkin_limit.blocked(client):
             counters.refuse("rate_limited", request)

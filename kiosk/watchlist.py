@@ -1,4 +1,4 @@
-"""The site's watch/deny list: a file of names, matched ignoring case, accents, spacing and punctuation."""
+"""The site's watch/deny list: a file of names, matched ignoring case, accents, spacing, punctuation and look-alikes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ import logging
 import threading
 from pathlib import Path
 
+from disarm import skeleton_key
+
 from kiosk.text import normalize_name
 
 logger = logging.getLogger(__name__)
+
+
+def watch_key(name: str) -> str:
+    """What a name is matched by: the usual folding, then its Unicode TS #39 skeleton.
+
+    The skeleton maps look-alikes to one prototype (Cyrillic `а`, Greek `ο`, fullwidth `ｊ` -> `a`, `o`, `j`), so a
+    listed name typed with a homoglyph is still held. It runs on the folded (lower-case) text: folding case first
+    keeps `i` and `l` apart, which a skeleton of cased text would merge through capital `I`.
+    """
+    folded = normalize_name(name)
+    return skeleton_key(folded) if folded else ""
 
 
 class Watchlist:
@@ -16,7 +29,7 @@ class Watchlist:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._entries: dict[str, str] = {}  # normalized name -> entry reference ("line 12")
+        self._entries: dict[str, str] = {}  # watch_key of the name -> entry reference ("line 12")
         self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self.refresh()
@@ -37,7 +50,7 @@ class Watchlist:
         entries: dict[str, str] = {}
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             text = line.split("#", 1)[0].strip()
-            key = normalize_name(text)
+            key = watch_key(text)
             if key:
                 entries.setdefault(key, f"line {number}")
         with self._lock:
@@ -49,7 +62,7 @@ class Watchlist:
         """The reference of the entry this name matches, or None."""
         self.refresh()
         with self._lock:
-            return self._entries.get(normalize_name(name))
+            return self._entries.get(watch_key(name))
 
     def __len__(self) -> int:
         return len(self._entries)

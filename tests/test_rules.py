@@ -33,12 +33,14 @@ class Collect:
     def __init__(self) -> None:
         self.raised: list[AlertDraft] = []
         self.resolved: list[tuple[str, str, str]] = []
+        self.resolved_by: list[str | None] = []
 
     def raise_alert(self, draft: AlertDraft) -> None:
         self.raised.append(draft)
 
-    def resolve(self, kind: str, trigger: str, note: str) -> None:
+    def resolve(self, kind: str, trigger: str, note: str, by: str | None = None) -> None:
         self.resolved.append((kind, trigger, note))
+        self.resolved_by.append(by)
 
 
 RULES = RulesSettings(grant_window_s=10, late_grant_grace_s=1, max_open_s=30, silent_after_s=60)
@@ -292,3 +294,18 @@ def test_overstay_raises_once_and_check_out_resolves() -> None:
     rule.on_fact(VisitorCheckedOut(site="s", source="kiosk/reception", visit_id=vid, host_id="anna",
                                    checked_out_by="end_of_day", occurred_at=at(4000)), ctx)
     assert ctx.resolved == [("visitor_overstay", first.event_id, "visitor checked out (end_of_day)")]
+
+
+def test_reception_decision_resolves_the_watchlist_alert_with_who_decided() -> None:
+    from edge.events import WatchlistHoldDecided, WatchlistMatched
+    from edge.rules.visitor import WatchlistRule
+
+    rule, ctx = WatchlistRule(RULES), Collect()
+    vid = "0190a5e0-0000-7000-8000-000000000003"
+    rule.on_fact(WatchlistMatched(site="s", source="kiosk/reception", visit_id=vid, entry="line 3",
+                                  occurred_at=at(0)), ctx)
+    (draft,) = ctx.raised
+    rule.on_fact(WatchlistHoldDecided(site="s", source="kiosk/reception", visit_id=vid, decision="refused",
+                                      decided_by="rita", occurred_at=at(60)), ctx)
+    assert ctx.resolved == [("watchlist_hit", draft.trigger, "refused: turned away at reception by rita")]
+    assert ctx.resolved_by == ["kiosk:rita"]

@@ -33,8 +33,9 @@ class RuleContext(Protocol):
     def raise_alert(self, draft: AlertDraft) -> None:
         """Raise (or fold into an open alert with the same dedupe key)."""
 
-    def resolve(self, kind: str, trigger: str, note: str) -> None:
-        """Resolve the alert that `trigger` raised, if it is still open."""
+    def resolve(self, kind: str, trigger: str, note: str, by: str | None = None) -> None:
+        """Resolve the alert that `trigger` raised, if it is still open; `by` names a person who decided (else
+        the rule itself)."""
 
 
 class Rule:

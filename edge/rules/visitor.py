@@ -4,29 +4,37 @@ from __future__ import annotations
 
 from edge.alerts import Severity
 from edge.config import RulesSettings
-from edge.events import Event, VisitorCheckedOut, VisitorOverstayed, WatchlistMatched
+from edge.events import Event, VisitorCheckedOut, VisitorOverstayed, WatchlistHoldDecided, WatchlistMatched
 from edge.rules.base import AlertDraft, Rule, RuleContext
 
 
 class WatchlistRule(Rule):
-    """Raises watchlist_hit (high) when a check-in matched the watch/deny list; a person decides what next."""
+    """Raises watchlist_hit (high) when a check-in matched the watch/deny list; a person decides what next.
+
+    Reception's decision ends the alert, naming who decided: turned away -> resolved as refused; let in ->
+    resolved as admitted (the visitor is then an ordinary visit on site). The alert is keyed by the visit, so a
+    decision made long after the hold (or after an edge restart) still finds it without rule state.
+    """
 
     name = "watchlist_hit"
-    kinds = frozenset({"watchlist_matched"})
+    kinds = frozenset({"watchlist_matched", "watchlist_hold_decided"})
 
     def __init__(self, settings: RulesSettings) -> None:
         pass
 
     def on_fact(self, fact: Event, ctx: RuleContext) -> None:
-        if not isinstance(fact, WatchlistMatched):
-            return
-        ctx.raise_alert(AlertDraft(
-            kind=self.name, severity=Severity.HIGH,
-            title=f"check-in held at {fact.device}: the visitor matches watchlist entry {fact.entry}; "
-                  "see the reception console",
-            dedupe_key=f"watchlist:{fact.visit_id}", trigger=fact.event_id, at=fact.occurred_at,
-            fact_ids=(fact.event_id,), zone="reception", device=fact.source,
-        ))
+        if isinstance(fact, WatchlistMatched):
+            ctx.raise_alert(AlertDraft(
+                kind=self.name, severity=Severity.HIGH,
+                title=f"check-in held at {fact.device}: the visitor matches watchlist entry {fact.entry}; "
+                      "see the reception console",
+                dedupe_key=f"watchlist:{fact.visit_id}", trigger=f"visit:{fact.visit_id}", at=fact.occurred_at,
+                fact_ids=(fact.event_id,), zone="reception", device=fact.source,
+            ))
+        elif isinstance(fact, WatchlistHoldDecided):
+            outcome = "refused: turned away" if fact.decision == "refused" else "admitted: let in"
+            ctx.resolve(self.name, f"visit:{fact.visit_id}", f"{outcome} at reception by {fact.decided_by}",
+                        by=f"{fact.service}:{fact.decided_by}")
 
 
 class OverstayRule(Rule):

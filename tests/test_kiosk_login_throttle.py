@@ -1,0 +1,98 @@
+"""Staff sign-in throttling through the real app: guessing is slowed and audited, staff are never locked out.
+
+Each address is its own TestClient on the one app (Starlette's `client=` sets the peer address the app sees).
+The throttle's clock is held still (a settable value) so a backoff cannot run out while a slow machine works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pyotp
+import pytest
+from conftest import KioskSite, query
+from fastapi.testclient import TestClient
+
+PASSWORD = "correct horse battery"
+RECEPTION_PC = "10.0.0.10"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def site(kiosk_site: KioskSite) -> Iterator[KioskSite]:
+    kiosk_site.clock = Clock()
+    kiosk_site.service.app.state.login_throttle.clock = kiosk_site.clock
+    kiosk_site.secret = kiosk_site.auth.add_user("rita", "reception", PASSWORD)
+    yield kiosk_site
+
+
+def browser(site: KioskSite, address: str) -> TestClient:
+    return TestClient(site.service.app, base_url="https://testserver", client=(address, 50000))
+
+
+def csrf(client: TestClient) -> str:
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/staff/login").text).group(1)
+
+
+def try_password(client: TestClient, username: str, password: str) -> int:
+    r = client.post("/staff/login", data={"csrf": csrf(client), "username": username, "password": password},
+                    follow_redirects=False)
+    return r.status_code
+
+
+def sign_in(site: KioskSite, client: TestClient, step: int = 0) -> int:
+    """Password and code; the status of the last answer (303 to /staff when signed in)."""
+    status = try_password(client, "rita", PASSWORD)
+    if status != 303:
+        return status
+    totp = pyotp.TOTP(site.secret)
+    code = totp.generate_otp(totp.timecode(datetime.now()) + step)
+    r = client.post("/staff/totp", data={"csrf": client.cookies.get("sw_csrf"), "code": code},
+                    follow_redirects=False)
+    return r.status_code if r.status_code != 303 or r.headers["location"] == "/staff" else 500
+
+
+def audit_actions(site: KioskSite) -> list[str]:
+    return [a for (a,) in query(site.db_path, "SELECT action FROM audit WHERE actor = 'system' ORDER BY id")]
+
+
+def test_wrong_passwords_from_one_address_do_not_lock_the_user_out_at_another(site):
+    attacker, reception = browser(site, "10.0.0.66"), browser(site, RECEPTION_PC)
+    assert [try_password(attacker, "rita", "wrong") for _ in range(5)] == [401] * 5
+    assert try_password(attacker, "rita", PASSWORD) == 429, "the guessing address was not stopped"
+    assert sign_in(site, reception) == 303, "the real user was locked out by someone else's wrong passwords"
+    assert "login_lock_account_address" in audit_actions(site)
+
+
+def test_one_address_trying_many_accounts_is_stopped_across_accounts(site):
+    attacker = browser(site, "10.0.0.66")
+    statuses = [try_password(attacker, f"user{i}", "wrong") for i in range(20)]
+    assert statuses == [401] * 20
+    assert try_password(attacker, "rita", PASSWORD) == 429, "an address guessing many accounts went on"
+    assert "login_lock_address" in audit_actions(site)
+    assert sign_in(site, browser(site, RECEPTION_PC)) == 303
+
+
+def test_guessing_from_many_addresses_slows_the_account_but_its_reception_pc_still_gets_in(site):
+    reception = browser(site, RECEPTION_PC)
+    assert sign_in(site, reception) == 303  # the reception PC is a known address of rita from now on
+    reception.cookies.clear()
+    for i in range(10):  # a botnet: two wrong passwords from each of ten addresses
+        bot = browser(site, f"192.0.2.{i}")
+        assert [try_password(bot, "rita", "wrong") for _ in range(2)][0] in (401, 429)
+    assert "login_lock_account_backoff" in audit_actions(site)
+    newcomer = browser(site, "192.0.2.200")
+    assert try_password(newcomer, "rita", PASSWORD) == 429, "the account was not slowed for new addresses"
+    assert sign_in(site, reception, step=1) == 303, "the account's own reception PC was locked out"
+    site.clock.now += 3600  # the window has passed: the newcomer may try again
+    assert try_password(newcomer, "rita", PASSWORD) == 303

@@ -70,6 +70,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("models", "build"): ["no-such-model"],  # an unknown name: nothing is downloaded or built
     ("models", "fetch"): ["no-such-model"],
     ("kiosk", "totp"): ["JBSWY3DPEHPK3PXPJBSWY3DP"],
+    ("kiosk", "api-token", "scope"): ["x", "--scope", "preregister"],  # a real scope: `x` is refused before the config
 }
 # Runs the whole appliance (brokers, services, the person-detection model): tests/test_demo.py covers it.
 NOT_RUN_HERE = {("demo",)}

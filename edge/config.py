@@ -393,6 +393,9 @@ class KioskSettings(Section):
                                 "client within `login_window_min`.")
     login_window_min: float = Field(default=15.0, gt=0, description="Window of the login limit, in minutes.")
     staff_session_hours: float = Field(default=8.0, gt=0, le=24, description="A staff login lasts this long.")
+    idle_return_s: float = Field(default=60.0, ge=5, le=3600, description="A visitor screen left untouched this "
+                                 "long returns to the welcome page (the badge page after twice as long), so "
+                                 "nothing of one visitor is shown to the next.")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> KioskSettings:

@@ -54,8 +54,10 @@ def make_environments() -> dict[str, Environment]:
 class Pages:
     """Renders pages in the request's language, and keeps the language and CSRF cookies."""
 
-    def __init__(self, tz: ZoneInfo, default_language: str, secure_cookies: bool, site_name: str) -> None:
+    def __init__(self, tz: ZoneInfo, default_language: str, secure_cookies: bool, site_name: str,
+                 idle_return_s: float = 60.0) -> None:
         self.envs = make_environments()
+        self.idle_return_s = idle_return_s
         self.tz = tz
         self.default_language = default_language
         self.secure = secure_cookies
@@ -96,6 +98,7 @@ class Pages:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = self.envs[lang].get_template(template).render(
             lang=lang, languages=LANGUAGES, fmt=fmt, csrf=self.csrf(request), site_name=self.site_name,
+            idle_return_s=round(self.idle_return_s),
             here=quote(_strip_lang(path), safe="/?=&"), request=request, **context)
         response = HTMLResponse(html, status_code=status)
         if request.cookies.get(CSRF_COOKIE) != self.csrf(request):

@@ -279,7 +279,7 @@ def test_roll_call_is_unreadable_in_the_browser_after_logout_online_and_offline(
     assert page.locator("html").get_attribute("data-from-cache") == "yes"
     context.set_offline(False)
     page.reload()
-    page.locator("#logout-form button").click()
+    page.get_by_role("button", name=re.compile("Log out")).click()
     expect(page).to_have_url(re.compile(r"/staff/login"))
     fetch_text = "() => fetch('/staff/evacuation').then(r => r.text(), e => 'no answer: ' + e)"
     for offline in (False, True):

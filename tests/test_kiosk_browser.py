@@ -201,11 +201,7 @@ def test_staff_login_with_totp_sees_markup_as_text_and_roll_call_survives_the_ki
     code = page.locator("#expected .code").inner_text()
     kiosk_page.goto(f"/invite/{code}")
     kiosk_page.locator("#invite-confirm").click()
-    kiosk_page.locator("#accept").check()
-    draw_signature(kiosk_page)
-    kiosk_page.locator("#rules-next").click()
-    kiosk_page.locator("#photo-skip").click()
-    expect(kiosk_page.locator("#badge-name")).to_have_text(XSS)
+    sign_and_skip_the_photo(kiosk_page, XSS)
     assert kiosk_page.evaluate("window.__xss") is None
     visitor.close()
     page.goto("/staff/evacuation")
@@ -220,20 +216,25 @@ def test_staff_login_with_totp_sees_markup_as_text_and_roll_call_survives_the_ki
     context.close()
 
 
-def check_in_on_screen(page: Page, name: str, host_typed: str = "alv") -> None:
-    """A walk-in from the welcome page to the badge, as a visitor taps it (no photo)."""
-    page.goto("/")
-    page.locator("#start-checkin").click()
-    page.locator("#f-name").fill(name)
-    page.locator("#f-company").fill("Acme")
-    page.locator("#host-search").fill(host_typed)
-    page.get_by_role("option", name=re.compile("José Álvarez")).click()
-    page.locator("#checkin-next").click()
+def sign_and_skip_the_photo(page: Page, name: str) -> None:
+    """From the house rules to the badge of `name`: tick, sign, no photo."""
     page.locator("#accept").check()
     draw_signature(page)
     page.locator("#rules-next").click()
     page.locator("#photo-skip").click()
     expect(page.locator("#badge-name")).to_have_text(name)
+
+
+def check_in_on_screen(page: Page, name: str) -> None:
+    """A walk-in from the welcome page to the badge, as a visitor taps it (no photo)."""
+    page.goto("/")
+    page.locator("#start-checkin").click()
+    page.locator("#f-name").fill(name)
+    page.locator("#f-company").fill("Acme")
+    page.locator("#host-search").fill("alv")
+    page.get_by_role("option", name=re.compile("José Álvarez")).click()
+    page.locator("#checkin-next").click()
+    sign_and_skip_the_photo(page, name)
 
 
 def reception_account(kiosk: RunningKiosk) -> str:
@@ -386,4 +387,28 @@ def test_host_typed_in_full_is_kept_and_the_rules_tick_survives_an_error(browser
     draw_signature(page)
     page.locator("#rules-next").click()
     expect(page.locator("#photo-skip")).to_be_visible()
+    context.close()
+
+
+def test_service_worker_serves_the_roll_call_only_while_the_session_marker_lives(browser, kiosk):
+    """The worker's own guard, without the logout page's help: the session's marker cookie is gone (expired, or
+    cleared by the server's logout answer) while the kiosk cannot be reached."""
+    secret = reception_account(kiosk)
+    visitor = browser.new_context(base_url=kiosk.url)
+    check_in_on_screen(visitor.new_page(), "Marta Marker")
+    visitor.close()
+    context = browser.new_context(base_url=kiosk.url)
+    page = context.new_page()
+    page.goto("/staff/evacuation")
+    staff_sign_in(page, "rita", secret)
+    assert page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    page.reload()
+    expect(page.locator("#roll-call .name")).to_have_text("Marta Marker")
+    context.set_offline(True)
+    page.reload()
+    assert page.locator("html").get_attribute("data-from-cache") == "yes"
+    context.clear_cookies(name="sw_roll")
+    page.reload()
+    assert "Marta" not in page.content(), "the worker served the list without a session marker"
+    assert "Marta" not in everything_kept(page)
     context.close()

@@ -14,6 +14,6 @@
   arm();
   // Chromium may keep even a no-store page in its back-forward cache: blank it on the way out, and send a page
   // that comes back from that cache to the welcome page.
-  window.addEventListener("pagehide", () => { if (done) document.querySelector("main").replaceChildren(); });
+  window.addEventListener("pagehide", event => { if (event.persisted) document.querySelector("main").replaceChildren(); });
   window.addEventListener("pageshow", event => { if (event.persisted) location.replace("/"); });
 })();

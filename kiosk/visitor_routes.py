@@ -197,7 +197,7 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
         form = await kiosk.read_form(request)
         if kiosk.csrf_refusal(request, form) is None:
             await run_in_threadpool(desk.end_flow, token)
-        return pages.redirect("/")
+        return pages.redirect(pages.fresh_start)  # the next visitor starts in the site's language
 
     @router.get("/v/{token}/photo.jpg", include_in_schema=False)
     async def badge_photo(request: Request, token: str) -> Response:

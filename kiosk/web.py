@@ -68,6 +68,11 @@ class Pages:
         asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
         return asked if asked in LANGUAGES else self.default_language
 
+    @property
+    def fresh_start(self) -> str:
+        """The welcome page in the site's default language: where one visitor's screens end, for the next."""
+        return f"/lang/{self.default_language}?next=/"
+
     def gettext(self, lang: str, message: str, args: dict[str, object] | None = None) -> str:
         """One message in one language."""
         text = translations(lang).gettext(message)
@@ -98,7 +103,7 @@ class Pages:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = self.envs[lang].get_template(template).render(
             lang=lang, languages=LANGUAGES, fmt=fmt, csrf=self.csrf(request), site_name=self.site_name,
-            idle_return_s=round(self.idle_return_s),
+            idle_return_s=round(self.idle_return_s), fresh_start=self.fresh_start,
             here=quote(_strip_lang(path), safe="/?=&"), request=request, **context)
         response = HTMLResponse(html, status_code=status)
         if request.cookies.get(CSRF_COOKIE) != self.csrf(request):

@@ -145,6 +145,9 @@ def test_visitor_checks_in_gets_a_badge_and_checks_out(browser, kiosk, client_fa
                          "VisitorArrived")
     assert arrived[0]["host_id"] == "jose"
     page.locator("#badge-done").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")  # the next visitor starts in the site's language
+    if lang != "en":
+        page.get_by_role("link", name=t["lang"]).click()
     page.locator("#start-checkout").click()
     page.locator("#f-code").fill(f"SW:{code}")  # as a badge scanner types it
     page.locator("#checkout-submit").click()
@@ -301,10 +304,12 @@ def test_back_after_done_shows_nothing_of_the_visitor_and_idle_screens_return_to
     kiosk = RunningKiosk(tmp_path, mqtt_broker.port, service_factory, idle_return_s=5)
     context = browser.new_context(viewport={"width": 800, "height": 480}, base_url=kiosk.url)
     page = context.new_page()
+    page.goto("/lang/nl")  # this visitor reads Dutch; the next one starts in the site's language (English)
     check_in_on_screen(page, "Bram Backbutton")
     code = page.locator("#badge-code").inner_text()
     page.locator("#badge-done").click()
     expect(page.locator("#start-checkin")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
     page.go_back()
     expect(page.locator("h1")).to_be_visible()
     html = page.content()

@@ -63,7 +63,7 @@ def test_done_ends_the_badge_so_back_and_replays_show_nothing(kiosk_site):
     assert r.status_code == 200 and "Dora Done" in r.text
     assert r.headers["cache-control"] == "no-store"
     r = kiosk_site.client.post(f"/v/{token}/done", data={"csrf": kiosk_site.csrf()}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert r.status_code == 303 and r.headers["location"] == "/lang/en?next=/"  # the site's language again
     again = kiosk_site.client.get(f"/v/{token}/badge")
     assert again.status_code == 404
     assert "Dora Done" not in again.text and "Anna de Vries" not in again.text and "badge-code" not in again.text

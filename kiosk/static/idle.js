@@ -7,7 +7,7 @@
   let timer = 0;
   function leave() {
     if (done) done.submit();
-    else location.replace("/");
+    else location.replace(document.body.dataset.idleHome || "/");
   }
   function arm() { clearTimeout(timer); timer = setTimeout(leave, seconds * 1000); }
   ["pointerdown", "keydown", "input"].forEach(t => document.addEventListener(t, arm, { capture: true, passive: true }));
@@ -15,5 +15,5 @@
   // Chromium may keep even a no-store page in its back-forward cache: blank it on the way out, and send a page
   // that comes back from that cache to the welcome page.
   window.addEventListener("pagehide", event => { if (event.persisted) document.querySelector("main").replaceChildren(); });
-  window.addEventListener("pageshow", event => { if (event.persisted) location.replace("/"); });
+  window.addEventListener("pageshow", event => { if (event.persisted) location.replace(document.body.dataset.idleHome || "/"); });
 })();

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from conftest import SITE, kiosk_config, wait_until, write_config
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from edge.config import load_settings
@@ -250,6 +250,20 @@ def reception_account(kiosk: RunningKiosk) -> str:
     return secret
 
 
+def settled_html(page: Page) -> str:
+    """The page's HTML once its navigation has finished (a redirect or a reload may still be under way)."""
+    def read() -> str | None:
+        try:
+            page.wait_for_load_state()
+            return page.content()
+        except PlaywrightError as err:
+            if "navigating" not in str(err):
+                raise
+            return None
+
+    return wait_until(read, 15, f"{page.url} to settle")
+
+
 def everything_kept(page: Page) -> str:
     """The text of every response in this origin's Cache Storage."""
     return page.evaluate("""async () => {
@@ -262,25 +276,30 @@ def everything_kept(page: Page) -> str:
     }""")
 
 
-def test_roll_call_is_unreadable_in_the_browser_after_logout_online_and_offline(browser, kiosk, tmp_path):
+def roll_call_kept_offline(browser: Browser, kiosk: RunningKiosk, name: str) -> tuple[BrowserContext, Page]:
+    """`name` checks in at the kiosk; reception signs in, opens the roll call, and sees it with the network off."""
     secret = reception_account(kiosk)
     visitor = browser.new_context(base_url=kiosk.url)
-    check_in_on_screen(visitor.new_page(), "Ottilie Offline")
+    check_in_on_screen(visitor.new_page(), name)
     visitor.close()
     context = browser.new_context(base_url=kiosk.url)
     page = context.new_page()
     page.goto("/staff/evacuation")
     staff_sign_in(page, "rita", secret)
-    expect(page.locator("#roll-call .name")).to_have_text("Ottilie Offline")
+    expect(page.locator("#roll-call .name")).to_have_text(name)
     assert page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()  # now controlled by the service worker, which keeps this copy
-    expect(page.locator("#roll-call .name")).to_have_text("Ottilie Offline")
-    # During the session the roll call works without the network.
+    expect(page.locator("#roll-call .name")).to_have_text(name)
     context.set_offline(True)
     page.reload()
-    expect(page.locator("#roll-call .name")).to_have_text("Ottilie Offline")
+    expect(page.locator("#roll-call .name")).to_have_text(name)
     expect(page.locator("#offline-note")).to_be_visible()
     assert page.locator("html").get_attribute("data-from-cache") == "yes"
+    return context, page
+
+
+def test_roll_call_is_unreadable_in_the_browser_after_logout_online_and_offline(browser, kiosk, tmp_path):
+    context, page = roll_call_kept_offline(browser, kiosk, "Ottilie Offline")  # works offline during the session
     context.set_offline(False)
     page.reload()
     page.get_by_role("button", name=re.compile("Log out")).click()
@@ -294,7 +313,7 @@ def test_roll_call_is_unreadable_in_the_browser_after_logout_online_and_offline(
             page.goto("/staff/evacuation")
         except PlaywrightError:
             pass  # offline and nothing kept: the browser's own error page
-        assert "Ottilie" not in page.content(), f"the page still shows the list (offline={offline})"
+        assert "Ottilie" not in settled_html(page), f"the page still shows the list (offline={offline})"
     shot(page, tmp_path, "roll-call-after-logout-offline")
     context.close()
 
@@ -312,7 +331,7 @@ def test_back_after_done_shows_nothing_of_the_visitor_and_idle_screens_return_to
     expect(page.locator("html")).to_have_attribute("lang", "en")
     page.go_back()
     expect(page.locator("h1")).to_be_visible()
-    html = page.content()
+    html = settled_html(page)
     for private in ("Bram Backbutton", "José Álvarez", code):
         assert private not in html, f"{private!r} shown after Back"
     assert page.locator("#print-badge").count() == 0
@@ -323,7 +342,7 @@ def test_back_after_done_shows_nothing_of_the_visitor_and_idle_screens_return_to
     expect(page.locator("#start-checkin")).to_be_visible(timeout=20_000)
     page.go_back()
     expect(page.locator("h1")).to_be_visible()
-    assert "Ida Idle" not in page.content()
+    assert "Ida Idle" not in settled_html(page)
     page.goto("/checkin")
     expect(page.locator("#f-name")).to_have_value("")
     # The badge page too, a little later, and its check-in is over on the server.
@@ -331,7 +350,7 @@ def test_back_after_done_shows_nothing_of_the_visitor_and_idle_screens_return_to
     badge_url = page.url
     expect(page.locator("#start-checkin")).to_be_visible(timeout=30_000)
     page.goto(badge_url)
-    assert "Bea Badge" not in page.content()
+    assert "Bea Badge" not in settled_html(page)
     context.close()
 
 
@@ -398,22 +417,9 @@ def test_host_typed_in_full_is_kept_and_the_rules_tick_survives_an_error(browser
 def test_service_worker_serves_the_roll_call_only_while_the_session_marker_lives(browser, kiosk):
     """The worker's own guard, without the logout page's help: the session's marker cookie is gone (expired, or
     cleared by the server's logout answer) while the kiosk cannot be reached."""
-    secret = reception_account(kiosk)
-    visitor = browser.new_context(base_url=kiosk.url)
-    check_in_on_screen(visitor.new_page(), "Marta Marker")
-    visitor.close()
-    context = browser.new_context(base_url=kiosk.url)
-    page = context.new_page()
-    page.goto("/staff/evacuation")
-    staff_sign_in(page, "rita", secret)
-    assert page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    page.reload()
-    expect(page.locator("#roll-call .name")).to_have_text("Marta Marker")
-    context.set_offline(True)
-    page.reload()
-    assert page.locator("html").get_attribute("data-from-cache") == "yes"
+    context, page = roll_call_kept_offline(browser, kiosk, "Marta Marker")
     context.clear_cookies(name="sw_roll")
     page.reload()
-    assert "Marta" not in page.content(), "the worker served the list without a session marker"
+    assert "Marta" not in settled_html(page), "the worker served the list without a session marker"
     assert "Marta" not in everything_kept(page)
     context.close()

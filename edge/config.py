@@ -386,8 +386,8 @@ class KioskSettings(Section):
     end_of_day: ClockTime = Field(default="20:00", description="Local time at which visitors still on site are "
                                   "checked out automatically.")
     retention_days: int = Field(default=30, ge=1, le=3650, description="Visits older than this are anonymized.")
-    badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A badge prints valid until "
-                                     "check-in plus this, capped at the end of day.")
+    badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A visit, and the badge printed for "
+                                     "it, lasts at most this long after check-in; it also ends at `end_of_day`.")
     checkin_rate_per_min: int = Field(default=30, ge=1, description="Check-ins accepted per minute per client.")
     login_attempts: int = Field(default=5, ge=1, description="Failed staff logins allowed per user and per "
                                 "client within `login_window_min`.")

@@ -393,14 +393,17 @@ class KioskSettings(Section):
     end_of_day: ClockTime = Field(default="20:00", description="Local time at which visitors still on site are "
                                   "checked out automatically.")
     retention_days: int = Field(default=30, ge=1, le=3650, description="Visits older than this are anonymized.")
-    badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A badge prints valid until "
-                                     "check-in plus this, capped at the end of day.")
+    badge_valid_hours: float = Field(default=12.0, gt=0, le=24, description="A visit, and the badge printed for "
+                                     "it, lasts at most this long after check-in; it also ends at `end_of_day`.")
     checkin_rate_per_min: int = Field(default=30, ge=1, description="Check-ins accepted per minute per client.")
     login_attempts: int = Field(default=5, ge=1, description="Failed staff logins allowed per user and "
                                 "address within `login_window_min` (4x per address across users; past 2x per "
                                 "user, new addresses are slowed).")
     login_window_min: float = Field(default=15.0, gt=0, description="Window of the login limit, in minutes.")
     staff_session_hours: float = Field(default=8.0, gt=0, le=24, description="A staff login lasts this long.")
+    idle_return_s: float = Field(default=60.0, ge=5, le=3600, description="A visitor screen left untouched this "
+                                 "long returns to the welcome page (the badge page after twice as long), so "
+                                 "nothing of one visitor is shown to the next.")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> KioskSettings:

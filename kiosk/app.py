@@ -57,7 +57,7 @@ class Kiosk:
         self.auth = auth
         self.hosts = self.config.hosts
         self.pages = Pages(self.tz, self.config.default_language, self.config.secure_cookies,
-                           settings.site.name or settings.site.id)
+                           settings.site.name or settings.site.id, self.config.idle_return_s)
         self.counters = Counters()
         self.checkin_limit = RateLimiter(self.config.checkin_rate_per_min, 60.0)
         self.login_limit = LoginThrottle(self.config.login_attempts, self.config.login_window_min * 60,

@@ -333,8 +333,9 @@ class Desk:
     def _check_in(self, visit: Visit, photo_jpeg: bytes | None, by: Literal["kiosk", "reception"],
                   flow_hash: str | None = None) -> Visit:
         now = self.clock()
-        end = visit.expected_end if visit.pre_registered and visit.expected_end else \
+        planned = visit.expected_end if visit.pre_registered and visit.expected_end else \
             now + timedelta(hours=self.kiosk.visit_hours)
+        end = self.visit_end(now, planned)
         with self._atomic() as facts:
             code = self._unique_code("badge_code", BADGE_CODE_LEN)
             photo = self.cipher.seal("visits", "photo", visit.id, photo_jpeg) if photo_jpeg else None
@@ -348,23 +349,37 @@ class Desk:
                     self.kiosk.hosts[visit.host_id].email:
                 self.db.execute("INSERT INTO notices (visit_id, kind, next_try_at) VALUES (?, 'arrived', ?)",
                                 [visit.id, iso(now)])
+            self._audit(by, "check_in", visit.id, by)  # the visit id only: who it was stays sealed in the row
             facts.append(VisitorArrived(site=self.site, source=self.source, visit_id=visit.id,
                                         host_id=visit.host_id, pre_registered=visit.pre_registered,
                                         checked_in_by=by))
         return self.get(visit.id)
 
+    def end_flow(self, token: str) -> None:
+        """The visitor left the badge page: its token no longer opens the badge (nor its photo)."""
+        with self._atomic():
+            self.db.execute("UPDATE visits SET flow_hash = NULL, flow_expires_at = NULL WHERE flow_hash = ? AND "
+                            "state = 'on_site'", [token_hash(token)])
+
     def badge_visit(self, token: str) -> Visit:
         """The checked-in visit behind a flow token, for printing its badge shortly after check-in."""
         return self.flow_visit(token, states=("on_site",))
 
-    def badge_valid_until(self, visit: Visit) -> datetime:
-        """The end of the badge's validity: check-in plus `badge_valid_hours`, capped at the end of day."""
-        start = visit.checked_in_at or self.clock()
+    def visit_end(self, start: datetime, planned: datetime) -> datetime:
+        """When a visit checked in at `start` ends: as planned, but within `badge_valid_hours` and before the
+        site's end of day (local time), when everyone still on site is checked out."""
         local = start.astimezone(self.tz)
         hours, minutes = (int(p) for p in self.kiosk.end_of_day.split(":"))
         eod = datetime.combine(local.date(), time(hours, minutes), self.tz)
-        until = start + timedelta(hours=self.kiosk.badge_valid_hours)
+        until = min(planned, start + timedelta(hours=self.kiosk.badge_valid_hours))
         return min(until, eod) if eod > start else until
+
+    def badge_valid_until(self, visit: Visit) -> datetime:
+        """The end of the badge's validity: the visit's end, as the console shows it."""
+        if visit.expected_end is not None:
+            return visit.expected_end
+        start = visit.checked_in_at or self.clock()
+        return self.visit_end(start, start + timedelta(hours=self.kiosk.visit_hours))
 
     # -- check-out ---------------------------------------------------------------------------------------------
     def check_out_code(self, typed: str) -> Visit:
@@ -386,8 +401,7 @@ class Desk:
                 raise VisitNotFound("not on site")
             self.db.execute("UPDATE visits SET state = 'checked_out', checked_out_at = ?, checked_out_by = ?, "
                             "flow_hash = NULL WHERE id = ?", [iso(self.clock()), by, visit_id])
-            if by != "kiosk":
-                self._audit(actor, "check_out", visit_id, by)
+            self._audit(actor, "check_out", visit_id, by)
             facts.append(VisitorCheckedOut(site=self.site, source=self.source, visit_id=visit_id, host_id=row[0],
                                            checked_out_by=by))
         return self.get(visit_id)

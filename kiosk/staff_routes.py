@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,11 +15,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.events import utcnow
 from kiosk import forms
+from kiosk.audit_view import audit_lines
 from kiosk.auth import StaffSession, UserError
 from kiosk.desk import Visit, VisitNotFound
 from kiosk.forms import MSG, N_, FormErrors, check_visitor, parse_visits_csv, unknown_fields
+from kiosk.i18n import LANGUAGES
 from kiosk.rows import RowCache
 from kiosk.web import CSRF_FIELD, STAFF_COOKIE, STATIC_DIR, VISITOR_FIELDS, safe_next
+
+ROLL_CALL_COOKIE = "sw_roll"  # readable by the service worker: the session its roll-call copy belongs to
+ROLL_CALL_HEADER = "X-Roll-Call-Key"
+# Logging out leaves nothing in the browser: HTTP cache, Cache Storage (the roll call) and service workers.
+CLEAR_SITE_DATA = '"cache", "storage"'
+
+
+def roll_call_key(token: str) -> str:
+    """The marker of one staff session's roll-call copy (derived from the session token, never revealing it)."""
+    return hashlib.sha256(b"sitewarden roll call\0" + token.encode()).hexdigest()[:32]
+
+
+def login_url(path: str, query: str, lang: str | None) -> str:
+    """The login page that comes back to `path?query` afterwards, in the language the visitor asked for."""
+    nxt = path + (f"?{query}" if query else "")
+    return f"/staff/login?next={quote(nxt, safe='/')}" + (f"&lang={lang}" if lang in LANGUAGES else "")
 
 if TYPE_CHECKING:
     from kiosk.app import Kiosk
@@ -34,7 +54,7 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
     def need(request: Request, permission: str) -> StaffSession | Response:
         session = staff(request)
         if session is None or session.stage != "full":
-            return pages.redirect(f"/staff/login?next={request.url.path}")
+            return pages.redirect(login_url(request.url.path, request.url.query, request.query_params.get("lang")))
         if session.must_change_password and request.url.path != "/staff/logout":
             return pages.redirect("/staff/password")
         if not session.may(permission):
@@ -90,7 +110,7 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             await run_in_threadpool(login_limit.failed, username, address, "password")
             counters.refuse("bad_login", request, f"user {username!r}")
             return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")), 401)
-        response = pages.redirect(f"/staff/totp?next={safe_next(str(form.get('next', '/staff')))}")
+        response = pages.redirect(f"/staff/totp?next={quote(safe_next(str(form.get('next', '/staff'))), safe='/')}")
         pages.set_cookie(response, STAFF_COOKIE, token)
         return response
 
@@ -166,10 +186,13 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
     async def logout(request: Request) -> Response:
         result = await staff_post(request, "view")
         if isinstance(result, Response):
-            return result
-        await run_in_threadpool(auth.logout, request.cookies.get(STAFF_COOKIE, ""))
-        response = pages.redirect("/staff/login")
-        response.delete_cookie(STAFF_COOKIE, path="/")
+            response = result  # signed out already (or refused): the browser still forgets what it kept
+        else:
+            await run_in_threadpool(auth.logout, request.cookies.get(STAFF_COOKIE, ""))
+            response = pages.redirect("/staff/login")
+            response.delete_cookie(STAFF_COOKIE, path="/")
+        response.delete_cookie(ROLL_CALL_COOKIE, path="/")
+        response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
         return response
 
     rows = RowCache(pages.envs, kiosk.tz, kiosk.hostname)
@@ -237,8 +260,14 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return session
         on_site = await run_in_threadpool(desk.on_site)
         await run_in_threadpool(desk.audit, session.username, "roll_call", None, f"{len(on_site)} on site")
-        return pages.render(request, "staff_evacuation.html", session=session, on_site=on_site, hostname=kiosk.hostname,
-                            now=utcnow())
+        response = pages.render(request, "staff_evacuation.html", session=session, on_site=on_site,
+                                hostname=kiosk.hostname, now=utcnow())
+        key = roll_call_key(request.cookies.get(STAFF_COOKIE, ""))
+        response.headers[ROLL_CALL_HEADER] = key
+        if request.cookies.get(ROLL_CALL_COOKIE) != key:
+            pages.set_cookie(response, ROLL_CALL_COOKIE, key, max_age=int(kiosk.config.staff_session_hours * 3600),
+                             http_only=False)
+        return response
 
     @router.get("/staff/sw.js", include_in_schema=False)
     async def service_worker() -> Response:
@@ -333,6 +362,8 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         if isinstance(session, Response):
             return session
         entries = await run_in_threadpool(desk.audit_log)
-        return pages.render(request, "staff_audit.html", session=session, entries=entries)
+        lang = pages.lang(request)
+        lines = audit_lines(entries, lambda message, args: pages.gettext(lang, message, args))
+        return pages.render(request, "staff_audit.html", session=session, entries=lines, zone=kiosk.tz.key)
 
     return router

@@ -15,6 +15,9 @@ from kiosk.i18n import LANGUAGES
 from kiosk.text import normalize_name
 from kiosk.web import CSRF_FIELD, LANG_COOKIE, VISITOR_FIELDS
 
+# The check-in form: the visitor's fields and what was typed in the host search box.
+CHECKIN_FIELDS = VISITOR_FIELDS | {"host_query"}
+
 if TYPE_CHECKING:
     from kiosk.app import Kiosk
 
@@ -42,6 +45,13 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
                  if needle and needle in normalize_name(name)][:10]
         return JSONResponse(found)
 
+    def host_by_name(typed: str) -> str | None:
+        """The host whose name was typed in full (case, accents and spacing aside) without tapping it."""
+        needle = normalize_name(typed[:100])
+        found = [hid for hid, name, dept in kiosk.host_choices()
+                 if needle and needle in (normalize_name(name), normalize_name(f"{name} ({dept})"))]
+        return found[0] if len(found) == 1 else None
+
     def checkin_page(request: Request, values: dict[str, str] | None = None, errors: FormErrors | None = None,
                      status: int = 200) -> Response:
         fields, general = kiosk.error_texts(request, errors) if errors else ({}, [])
@@ -57,16 +67,18 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
     async def checkin_submit(request: Request) -> Response:
         form = await kiosk.read_form(request)
         values = {k: v for k, v in form.items() if isinstance(v, str) and k != CSRF_FIELD}
-        shown = {k: v[:200] for k, v in values.items() if k in VISITOR_FIELDS}
+        if not values.get("host_id") and (typed := host_by_name(values.get("host_query", ""))):
+            values["host_id"] = typed
+        shown = {k: v[:200] for k, v in values.items() if k in CHECKIN_FIELDS}
         if (problem := kiosk.csrf_problem(request, form)) is not None:
             return checkin_page(request, shown, FormErrors({}, [(MSG[problem], {})]), status=403)
         client = f"checkin:{kiosk.client_of(request)}"
         if checkin_limit.blocked(client):
             counters.refuse("rate_limited", request)
             return checkin_page(request, shown, FormErrors({}, [(MSG["rate_limited"], {})]), status=429)
-        extra = unknown_fields(form, VISITOR_FIELDS)
+        extra = unknown_fields(form, CHECKIN_FIELDS)
         if extra:
-            counters.refuse("unknown_fields", request, ", ".join(sorted(set(form) - VISITOR_FIELDS))[:200])
+            counters.refuse("unknown_fields", request, ", ".join(sorted(set(form) - CHECKIN_FIELDS))[:200])
             return checkin_page(request, shown, extra, status=400)
         details, errors = check_visitor(values, kiosk.hosts)
         if details is None:
@@ -102,10 +114,10 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
         return pages.redirect(f"/v/{token}/rules" if needs else f"/v/{token}/photo")
 
     def rules_page(request: Request, token: str, visit: Visit, error: str | None = None,
-                   status: int = 200) -> Response:
+                   status: int = 200, accepted: bool = False) -> Response:
         lang, rules = pages.lang(request), kiosk.config.house_rules
         return pages.render(request, "rules.html", status=status, token=token, visit=visit,
-                            rules_text=rules.text[lang], rules_version=rules.version, error=error)
+                            rules_text=rules.text[lang], rules_version=rules.version, error=error, accepted=accepted)
 
     @router.get("/v/{token}/rules", include_in_schema=False)
     async def rules_form(request: Request, token: str) -> Response:
@@ -127,12 +139,12 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
         if form.get("accept") != "yes":
             return rules_page(request, token, visit, kiosk.msg(request, "accept_missing"), 400)
         raw = form.get("signature")
-        if not raw:
-            return rules_page(request, token, visit, kiosk.msg(request, "signature_missing"), 400)
+        if not raw:  # the tick stays: the visitor only has to sign
+            return rules_page(request, token, visit, kiosk.msg(request, "signature_missing"), 400, accepted=True)
         png = data_url(raw if isinstance(raw, str) else "", "image/png", forms.MAX_SIGNATURE_BYTES)
         if png is None:
             counters.refuse("signature_bad", request)
-            return rules_page(request, token, visit, kiosk.msg(request, "signature_bad"), 400)
+            return rules_page(request, token, visit, kiosk.msg(request, "signature_bad"), 400, accepted=True)
         await run_in_threadpool(desk.sign_rules, token, png)
         return pages.redirect(f"/v/{token}/photo")
 
@@ -178,6 +190,14 @@ def visitor_router(kiosk: Kiosk) -> APIRouter:
         if visit is None:
             return expired(request)
         return pages.render(request, "badge.html", token=token, **kiosk.badge_context(visit))
+
+    @router.post("/v/{token}/done", include_in_schema=False)
+    async def badge_done(request: Request, token: str) -> Response:
+        """The visitor is done with the badge page: its flow ends, so Back or a replay shows nothing of them."""
+        form = await kiosk.read_form(request)
+        if kiosk.csrf_refusal(request, form) is None:
+            await run_in_threadpool(desk.end_flow, token)
+        return pages.redirect(pages.fresh_start)  # the next visitor starts in the site's language
 
     @router.get("/v/{token}/photo.jpg", include_in_schema=False)
     async def badge_photo(request: Request, token: str) -> Response:

@@ -54,8 +54,10 @@ def make_environments() -> dict[str, Environment]:
 class Pages:
     """Renders pages in the request's language, and keeps the language and CSRF cookies."""
 
-    def __init__(self, tz: ZoneInfo, default_language: str, secure_cookies: bool, site_name: str) -> None:
+    def __init__(self, tz: ZoneInfo, default_language: str, secure_cookies: bool, site_name: str,
+                 idle_return_s: float = 60.0) -> None:
         self.envs = make_environments()
+        self.idle_return_s = idle_return_s
         self.tz = tz
         self.default_language = default_language
         self.secure = secure_cookies
@@ -65,6 +67,11 @@ class Pages:
         """The language of this request: `?lang=`, then the cookie, then the site default."""
         asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
         return asked if asked in LANGUAGES else self.default_language
+
+    @property
+    def fresh_start(self) -> str:
+        """The welcome page in the site's default language: where one visitor's screens end, for the next."""
+        return f"/lang/{self.default_language}?next=/"
 
     def gettext(self, lang: str, message: str, args: dict[str, object] | None = None) -> str:
         """One message in one language."""
@@ -96,6 +103,7 @@ class Pages:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = self.envs[lang].get_template(template).render(
             lang=lang, languages=LANGUAGES, fmt=fmt, csrf=self.csrf(request), site_name=self.site_name,
+            idle_return_s=round(self.idle_return_s), fresh_start=self.fresh_start,
             here=quote(_strip_lang(path), safe="/?=&"), request=request, **context)
         response = HTMLResponse(html, status_code=status)
         if request.cookies.get(CSRF_COOKIE) != self.csrf(request):

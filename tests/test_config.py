@@ -254,3 +254,20 @@ def test_a_key_left_empty_takes_its_default(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, "site:\n"))
     assert [p.path for p in caught.value.problems] == ["site"]
+
+
+def test_example_inventory_cameras_name_their_inside_with_a_point() -> None:
+    """`inside: left` means the walker's hand on p1 -> p2, which people misread; the inventory people copy shows a
+    point in the room on the picture (README, camera section), and its vision section still validates."""
+    import yaml
+
+    from edge.config_vision import VisionSettings
+
+    host_vars = Path(__file__).resolve().parents[1] / "deploy/ansible/inventory/example/host_vars"
+    cameras = {}
+    for path in sorted(host_vars.glob("*/*.yml")):
+        vision = yaml.safe_load(path.read_text()).get("sitewarden_config", {}).get("vision")
+        if vision:
+            cameras |= {f"{path.parent.name}/{name}": cam for name, cam in VisionSettings(**vision).cameras.items()}
+    assert cameras
+    assert {name: cam.inside for name, cam in cameras.items() if isinstance(cam.inside, str)} == {}

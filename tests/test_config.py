@@ -271,3 +271,16 @@ def test_example_inventory_cameras_name_their_inside_with_a_point() -> None:
             cameras |= {f"{path.parent.name}/{name}": cam for name, cam in VisionSettings(**vision).cameras.items()}
     assert cameras
     assert {name: cam.inside for name, cam in cameras.items() if isinstance(cam.inside, str)} == {}
+
+
+def test_example_renderer_refuses_an_enabled_example_for_a_key_with_a_default() -> None:
+    """A model cannot switch a made-up value on in the example: a key with a default takes a disabled_example."""
+    from pydantic import BaseModel, Field
+
+    from edge.config_example import render_example
+
+    class Made(BaseModel):
+        host: str = Field(default="127.0.0.1", description="Broker host.", examples=["console.example.internal"])
+
+    with pytest.raises(ValueError, match="Made.host has a default"):
+        render_example(Made)

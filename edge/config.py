@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from edge.card_formats import CardFormatName, canonical_format
@@ -31,6 +32,8 @@ ENV_PREFIX = "SITEWARDEN_"
 CONFIG_ENV = "SITEWARDEN_CONFIG"
 # Values under these keys are never echoed back in an error message.
 _SECRET_KEYS = frozenset({"password", "secret", "token"})
+# What `sitewarden config example` writes for the site id: no site has it, and `config check` refuses it.
+SITE_ID_PLACEHOLDER = "CHANGE-ME"
 
 
 class TlsSettings(Section):
@@ -94,9 +97,18 @@ class BrokerSettings(Section):
 class SiteSettings(Section):
     """Which site this box guards."""
 
-    id: str = Field(pattern=NAME_PATTERN, description="Short site id used in every topic, e.g. `ams-office`.")
+    id: str = Field(pattern=NAME_PATTERN, description="Short site id used in every topic, e.g. `ams-office`.",
+                    examples=[SITE_ID_PLACEHOLDER])
     name: str = Field(default="", description="Human name of the site, shown in alerts.")
     timezone: str = Field(default="UTC", description="IANA time zone of the site, e.g. `Europe/Amsterdam`.")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _not_the_placeholder(cls, value: Any) -> Any:
+        if value == SITE_ID_PLACEHOLDER:
+            raise PydanticCustomError("placeholder", "replace the example's placeholder with this site's id, e.g. "
+                                      "ams-office")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -425,21 +437,20 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
     )
 
-    # The examples are what `sitewarden config example` shows (edge/config_example.py): `examples` are written
-    # as they are and must pass `config check`; a `disabled_example` needs devices or files a box must provide
-    # first, so it is written commented out (`#~ `).
-    site: SiteSettings = Field(description="Which site this box guards.", examples=[
-        {"id": "ams-office", "name": "Amsterdam office", "timezone": "Europe/Amsterdam"}])
+    # The examples are what `sitewarden config example` shows (edge/config_example.py). A `disabled_example` is
+    # a value for one made-up site, not a default, so it is written commented out (`#~ `): the example copied as
+    # is runs on defaults. Only a required key declares `examples`, a placeholder `config check` refuses.
+    site: SiteSettings = Field(description="Which site this box guards.", json_schema_extra={"disabled_example": {
+        "name": "Amsterdam office", "timezone": "Europe/Amsterdam"}})
     data_dir: Path = Field(default=Path("/var/lib/sitewarden"), description="Databases and evidence live here.")
     mqtt: BrokerSettings = Field(default_factory=BrokerSettings, description="The local broker every service uses.",
                                  json_schema_extra={"disabled_example": {
                                      "username": "edge",
                                      "password_file": "/etc/sitewarden/secrets/mqtt-edge.password"}})
-    edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.", examples=[{
-        "rules": {"doors": {"loading-dock": {"max_open_s": 300}}},
-        "forwarder": {"broker": {"host": "console.example.internal", "port": 8883, "tls": {}}}}],
-        json_schema_extra={"disabled_example": {"forwarder": {"broker": {
-            "username": "site-ams-office", "password_file": "/etc/sitewarden/secrets/central.password",
+    edge: EdgeSettings = Field(default_factory=EdgeSettings, description="The edge service.", json_schema_extra={
+        "disabled_example": {"rules": {"doors": {"loading-dock": {"max_open_s": 300}}}, "forwarder": {"broker": {
+            "host": "console.example.internal", "port": 8883, "username": "site-ams-office",
+            "password_file": "/etc/sitewarden/secrets/central.password",
             "tls": {"ca_file": "/etc/sitewarden/tls/central-ca.pem"}}}}})
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The central console receiver.")
     badge: BadgeSettings = Field(default_factory=BadgeSettings, description="The badge service (readers, doors).",
@@ -452,10 +463,10 @@ class Settings(BaseSettings):
             "lobby-in": {"address": 1, "door": "lobby", "key_file": "/etc/sitewarden/osdp/lobby-in.key",
                          "contact_input": 0, "rex_input": 1}}}}}})
     kiosk: KioskSettings = Field(default_factory=KioskSettings, description="The visitor kiosk and reception "
-                                 "console.", examples=[{"hosts": {"jdevries": {
-                                     "name": "Jan de Vries", "email": "jan.devries@example.com",
-                                     "department": "Facilities"}}}],
-                                 json_schema_extra={"disabled_example": {
+                                 "console.", json_schema_extra={"disabled_example": {
+                                     "hosts": {"jdevries": {"name": "Jan de Vries",
+                                                            "email": "jan.devries@example.com",
+                                                            "department": "Facilities"}},
                                      "tls_cert_file": "/etc/sitewarden/tls/kiosk.pem",
                                      "tls_key_file": "/etc/sitewarden/tls/kiosk.key",
                                      "watchlist_file": "/etc/sitewarden/watchlist.txt",
@@ -466,17 +477,17 @@ class Settings(BaseSettings):
                                    "person detection, door-line counts).", json_schema_extra={"disabled_example": {
                                        "cameras": {"cam-front": {
                                            "url": "rtsp://cam-front.example.internal/stream1", "door": "front",
-                                           "line": [[0.5, 0.0], [0.5, 1.0]], "inside": "left"}}}})
+                                           "line": [[0.5, 0.0], [0.5, 1.0]], "inside": [0.8, 0.5]}}}})
     netmon: NetmonSettings = Field(default_factory=NetmonSettings, description="The netmon service (passive "
-                                   "capture, Wi-Fi/LAN/VPN detectors, device inventory).", examples=[{
+                                   "capture, Wi-Fi/LAN/VPN detectors, device inventory).", json_schema_extra={
+                                       "disabled_example": {
                                        "wifi": {"networks": [{"ssid": "CorpNet", "bssids": ["02:00:00:00:01:01"],
                                                               "channels": [1, 6], "security": "wpa3"}],
                                                 "known_ssids": ["Cafe Guest"]},
                                        "lan": {"dhcp_servers": ["10.0.0.1"], "protected_ips": ["10.0.0.1"],
                                                "known_stations": ["02:00:00:00:00:14"]},
                                        "vpn": {"agent_subnets": ["10.20.0.0/16"],
-                                               "concentrators": ["198.51.100.10/32"]}}],
-                                   json_schema_extra={"disabled_example": {
+                                               "concentrators": ["198.51.100.10/32"]},
                                        "interface": "eth1", "monitor_interface": "wlan1mon",
                                        "learn_until": "2027-02-01T00:00:00Z",
                                        "evidence_dir": "/var/lib/sitewarden/netmon/evidence",

@@ -1,9 +1,11 @@
 """`sitewarden config example`: the annotated example config, generated from the settings models so it never drifts.
 
-Every field appears with its description and default. Values come from the field's default, overridden by the
-example entries the models declare (`Field(examples=[...])`; on `Settings` for whole sections). An example that
-needs files a box must provide first (an OSDP key, a TLS key, a capture) is written disabled: its lines start
-with `#~ `, and removing that prefix turns it on.
+Every field appears with its description and default, and the enabled lines hold nothing but defaults: copied as
+is, the example runs on them. A required key has no default: it shows the placeholder the model declares
+(`Field(examples=[...])`), which `config check` refuses until the user puts in their own value. Everything else a
+model shows as an example (json_schema_extra `disabled_example`; on `Settings` for whole sections: doors, hosts,
+networks, a console to forward to) is one made-up site's value, so it is written disabled: its lines start with
+`#~ `, and removing that prefix turns it on.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ Check it with:   sitewarden config check /etc/sitewarden/config.yaml
 Any key can be overridden from the environment: SITEWARDEN_<SECTION>__<KEY>, e.g.
   SITEWARDEN_EDGE__RULES__MAX_OPEN_S=45
 Secrets are never written here: give the path of a file that holds them (`*_file` keys).
-A key left empty takes its default. Lines starting with `#~ ` are a disabled example (it needs files your box
-must provide first): remove the `#~ ` to use it."""
+Copied as is, this file runs on defaults once you replace the one placeholder (site.id). Lines starting
+with `#~ ` are a disabled example, values of a made-up site: put in your own and remove the `#~ ` to use them.
+A key left empty takes its default."""
 
 
 def disabled_example(field: FieldInfo) -> Any:
@@ -129,18 +132,24 @@ def _model_lines(model: type[BaseModel], values: dict[str, Any], indent: int, di
             continue
         if top:
             yield ""
+        kind, _ = _unwrap(field.annotation)
+        sub = _model_of(kind)
+        required = _default(field) is PydanticUndefined
+        if field.examples and not required:
+            raise ValueError(f"{model.__name__}.{name} has a default: its example would be written on, so declare "
+                             "it as a disabled_example")
         has_value = name in values
         if has_value:
             value = values[name]
-        elif field.examples:
+        elif field.examples:  # a required key's placeholder
             value, has_value = field.examples[0], True
+        elif required and sub is not None:  # a required section: its own required keys show their placeholders
+            value = {}
         else:
             value = _default(field)
         if value is PydanticUndefined:
-            raise ValueError(f"{model.__name__}.{name} is required and declares no example")
+            raise ValueError(f"{model.__name__}.{name} is required and declares no placeholder example")
         off = _plain((disabled or {}).get(name, disabled_example(field)))
-        kind, _ = _unwrap(field.annotation)
-        sub = _model_of(kind)
         origin = get_origin(kind)
         item = _model_of(get_args(kind)[-1]) if origin in (dict, list) and get_args(kind) else None
         yield from _comment(field, indent, show_default=sub is None and (item is None or has_value))

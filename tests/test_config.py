@@ -19,12 +19,51 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _own_site_id(example: str) -> str:
+    """The example with its one placeholder replaced, as the user is told to."""
+    from edge.config import SITE_ID_PLACEHOLDER
+
+    assert example.count(f"id: {SITE_ID_PLACEHOLDER}\n") == 1
+    return example.replace(f"id: {SITE_ID_PLACEHOLDER}\n", "id: ams-office\n")
+
+
 def test_example_config_passes_check(tmp_path: Path) -> None:
     example = subprocess.run([*CLI, "config", "example"], capture_output=True, text=True, check=True).stdout
-    path = _write(tmp_path, example)
+    path = _write(tmp_path, _own_site_id(example))
     done = subprocess.run([*CLI, "config", "check", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "ok (site ams-office" in done.stdout
+
+
+def test_example_copied_as_is_is_refused_only_for_its_site_id_placeholder(tmp_path: Path) -> None:
+    """The README says to copy the example to /etc/sitewarden/config.yaml: what must be changed is named."""
+    path = _write(tmp_path, _example())
+    done = subprocess.run([*CLI, "config", "check", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "1 problem(s)" in done.stderr
+    assert "site.id: replace the example's placeholder" in done.stderr
+
+
+def _flat(data, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict) and data:
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def test_enabled_part_of_the_example_sets_nothing_but_defaults_and_required_keys(tmp_path: Path) -> None:
+    """Copied as is (its placeholder replaced), the example runs on defaults: no made-up host to forward to, no
+    fake host for visitors to pick, no DHCP server that reports the site's real one as rogue. Examples that differ
+    from a default are written disabled (`#~ `)."""
+    import yaml
+
+    from edge.config import Settings
+
+    enabled = yaml.safe_load(_own_site_id(_example()))
+    settings = load_settings(_write(tmp_path, yaml.safe_dump(enabled)))
+    required_only = Settings(site={"id": "ams-office"})
+    got, want = _flat(settings.model_dump(mode="json")), _flat(required_only.model_dump(mode="json"))
+    differing = sorted(key for key in got.keys() | want.keys() if got.get(key) != want.get(key))
+    assert differing == []
 
 
 def test_config_check_lists_every_problem_with_key_path_and_exits_1(tmp_path: Path) -> None:
@@ -198,7 +237,7 @@ def test_enabled_example_only_lacks_the_files_a_box_must_provide(tmp_path: Path)
     provisioned box."""
     from edge.config_example import enable
 
-    path = _write(tmp_path, enable(_example()))
+    path = _write(tmp_path, enable(_own_site_id(_example())))
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     problems = caught.value.problems
@@ -215,3 +254,33 @@ def test_a_key_left_empty_takes_its_default(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, "site:\n"))
     assert [p.path for p in caught.value.problems] == ["site"]
+
+
+def test_example_inventory_cameras_name_their_inside_with_a_point() -> None:
+    """`inside: left` means the walker's hand on p1 -> p2, which people misread; the inventory people copy shows a
+    point in the room on the picture (README, camera section), and its vision section still validates."""
+    import yaml
+
+    from edge.config_vision import VisionSettings
+
+    host_vars = Path(__file__).resolve().parents[1] / "deploy/ansible/inventory/example/host_vars"
+    cameras = {}
+    for path in sorted(host_vars.glob("*/*.yml")):
+        vision = yaml.safe_load(path.read_text()).get("sitewarden_config", {}).get("vision")
+        if vision:
+            cameras |= {f"{path.parent.name}/{name}": cam for name, cam in VisionSettings(**vision).cameras.items()}
+    assert cameras
+    assert {name: cam.inside for name, cam in cameras.items() if isinstance(cam.inside, str)} == {}
+
+
+def test_example_renderer_refuses_an_enabled_example_for_a_key_with_a_default() -> None:
+    """A model cannot switch a made-up value on in the example: a key with a default takes a disabled_example."""
+    from pydantic import BaseModel, Field
+
+    from edge.config_example import render_example
+
+    class Made(BaseModel):
+        host: str = Field(default="127.0.0.1", description="Broker host.", examples=["console.example.internal"])
+
+    with pytest.raises(ValueError, match="Made.host has a default"):
+        render_example(Made)

@@ -19,8 +19,12 @@ _FOLD_ROUNDS = 4
 
 
 def _lower_latin(name: str) -> str:
-    """`name` in compatibility form, case folded, with caseless look-alikes sent to (lower-case) Latin."""
-    text = name
+    """`name` in compatibility form, case folded, with caseless look-alikes sent to (lower-case) Latin.
+
+    Spacing and punctuation go first, as they always did: the confusable fold would make a `|` an `l`.
+    """
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", name)
+                   if ch.isalnum() or unicodedata.category(ch).startswith("M"))
     for _ in range(_FOLD_ROUNDS):
         folded = normalize_confusables(unicodedata.normalize("NFKC", text).casefold()).casefold()
         if folded == text:

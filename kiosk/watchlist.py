@@ -13,24 +13,9 @@ from kiosk.text import normalize_name
 
 logger = logging.getLogger(__name__)
 
-# Rounds of NFKC, case folding and the confusable fold until the text stops changing: each can hand the next
+# Rounds of the confusable fold, NFKC and case folding until the text stops changing: each can hand the next
 # something to do (a confusable maps to a capital, folding case then lowers it); names settle in one or two.
 _FOLD_ROUNDS = 4
-
-
-def _lower_latin(name: str) -> str:
-    """`name` in compatibility form, case folded, with caseless look-alikes sent to (lower-case) Latin.
-
-    Spacing and punctuation go first, as they always did: the confusable fold would make a `|` an `l`.
-    """
-    text = "".join(ch for ch in unicodedata.normalize("NFKC", name)
-                   if ch.isalnum() or unicodedata.category(ch).startswith("M"))
-    for _ in range(_FOLD_ROUNDS):
-        folded = normalize_confusables(unicodedata.normalize("NFKC", text).casefold()).casefold()
-        if folded == text:
-            break
-        text = folded
-    return text
 
 
 def watch_key(name: str) -> str:
@@ -39,15 +24,21 @@ def watch_key(name: str) -> str:
     The skeleton maps look-alikes to one prototype (Cyrillic `а`, Greek `ο`, fullwidth `ｊ` -> `a`, `o`, `j`), so a
     listed name typed with a homoglyph is still held. TS #39 puts capital `I` with `l`, so every capital has to be
     gone before the skeleton runs, or `Ilse` and `llse` would be one name: NFKC first (mathematical `𝐈`, `𝕀`, `𝓘`
-    are a plain `I` only after it), then case folding, then the confusable fold again for letters that have no
-    case at all (Cherokee `Ꭵ` looks like `i`, and case folding leaves Cherokee capitals as they are). Both the
-    list and the typed name go through this same function.
+    are a plain `I` only after it), then case folding and the usual folding of accents, spacing and punctuation,
+    then the confusable fold and case folding again for letters that have no lower case to fold to (Cherokee `Ꭵ`
+    looks like `i`; case folding leaves Cherokee capitals as they are). Both the list and the typed name go
+    through this same function.
 
-    `normalize_name` itself stays as it is: it also makes the visitors' blind index, and stored visits are
-    found by the index their name was given when they were written.
+    `normalize_name` itself stays as it is: it also makes the visitors' blind index, and stored visits are found
+    by the index their name was given when they were written.
     """
-    folded = normalize_name(_lower_latin(name))
-    return skeleton_key(folded).casefold() if folded else ""
+    text = normalize_name(unicodedata.normalize("NFKC", name).casefold())
+    for _ in range(_FOLD_ROUNDS):
+        folded = unicodedata.normalize("NFKC", normalize_confusables(text)).casefold()
+        if folded == text:
+            break
+        text = folded
+    return skeleton_key(text).casefold() if text else ""
 
 
 class Watchlist:

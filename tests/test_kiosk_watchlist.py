@@ -122,3 +122,12 @@ def test_i_and_l_stay_apart_in_mathematical_letters(tmp_path):
     assert watchlist.match(in_math_style("Ilse Bakker", "BOLD")) == "line 1"
     assert watchlist.match(in_math_style("llse Bakker", "BOLD")) is None
     assert watchlist.match("lvan Petrov") is None
+
+
+def test_folded_letters_still_match_their_spelling_out(tmp_path):
+    """`þ` is `th` and `ø` is `o` before look-alikes are folded: TS #39 alone would make `þ` a `p`."""
+    path = tmp_path / "watchlist.txt"
+    path.write_text("Ægir Þórsson\nSøren Kierkegaard\n", encoding="utf-8")
+    watchlist = Watchlist(path)
+    assert watchlist.match("Aegir Thorsson") == "line 1"
+    assert watchlist.match("Soren Kierkegaard") == "line 2"

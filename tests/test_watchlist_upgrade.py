@@ -18,7 +18,7 @@ from edge.brokers import free_port
 from edge.config import load_settings
 from edge.events import Event, WatchlistHoldDecided, WatchlistMatched
 from edge.ids import new_id
-from edge.migrations import _initial, _lean_alert_path
+from edge.migrations import MIGRATIONS, _initial, _lean_alert_path
 from edge.rules.base import AlertDraft
 from edge.service import EdgeService
 from edge.store import Migration, database_path, open_database, transaction
@@ -85,3 +85,28 @@ def test_upgraded_edge_neither_raises_decided_holds_again_nor_loses_open_ones(tm
     again = EdgeService(load_settings(config))  # the next start replays the decision too: nothing changes
     assert watchlist_alerts(again.db) == after
     again.db.conn.close()
+
+
+def test_upgrade_gives_the_visit_key_to_the_open_alert_when_a_visit_had_two(tmp_path: Path) -> None:
+    """The old key allowed a second alert for one visit (a second hold after the first was closed by hand)."""
+    path = tmp_path / "edge.db"
+    visit = new_id()
+    old = open_database(path, OLD_MIGRATIONS)
+    alerts = AlertStore(old, SITE, suppression_window_s=300, emit=lambda message, wire: None)
+    with transaction(old):
+        first = alerts.raise_alert(old_watchlist_draft(
+            WatchlistMatched(site=SITE, source="kiosk/reception", visit_id=visit, entry="line 1")))
+        assert first is not None
+        alerts.resolve(first.alert_id, "rita", "let in")
+        second = alerts.raise_alert(old_watchlist_draft(
+            WatchlistMatched(site=SITE, source="kiosk/reception", visit_id=visit, entry="line 1")))
+        assert second is not None and second.alert_id != first.alert_id
+    old.conn.close()
+
+    db = open_database(path, MIGRATIONS)
+    assert db.execute("SELECT alert_id FROM alert_triggers WHERE trigger = ?",
+                      [f"watchlist_hit:visit:{visit}"]).fetchall() == [(second.alert_id,)]
+    upgraded = AlertStore(db, SITE, suppression_window_s=300, emit=lambda message, wire: None)
+    with transaction(db):
+        ended = upgraded.resolve_trigger("watchlist_hit", f"visit:{visit}", "kiosk:rita", "refused")
+    assert ended is not None and ended.alert_id == second.alert_id

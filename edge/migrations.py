@@ -87,4 +87,22 @@ def _lean_alert_path(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = (*publisher.MIGRATIONS, Migration("edge_v1", _initial), Migration("edge_v2_lean", _lean_alert_path))
+def _watchlist_triggers_by_visit(db: sqlite_utils.Database) -> None:
+    """watchlist_hit alerts are found by their visit: `watchlist_hit:visit:<visit id>`, where they were found by the
+    event id of the fact that raised them.
+
+    Without this the start-up replay would not recognise the alerts raised before the upgrade and would raise the
+    hold again (for visitors reception already let in or turned away), and a decision made after the upgrade would
+    not find the alert it ends. The visit is in every such alert's dedupe key (`watchlist:<visit id>`). Should one
+    visit have had more than one alert, the trigger goes to its open one, else to its newest.
+    """
+    db.execute(
+        "INSERT OR IGNORE INTO alert_triggers (trigger, alert_id) "
+        "SELECT 'watchlist_hit:visit:' || substr(dedupe_key, length('watchlist:') + 1), alert_id FROM alerts "
+        "WHERE kind = 'watchlist_hit' AND substr(dedupe_key, 1, length('watchlist:')) = 'watchlist:' "
+        "ORDER BY state = 'resolved', raised_at DESC"
+    )
+
+
+MIGRATIONS = (*publisher.MIGRATIONS, Migration("edge_v1", _initial), Migration("edge_v2_lean", _lean_alert_path),
+              Migration("edge_v3_watchlist_by_visit", _watchlist_triggers_by_visit))

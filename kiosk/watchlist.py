@@ -4,24 +4,41 @@ from __future__ import annotations
 
 import logging
 import threading
+import unicodedata
 from pathlib import Path
 
-from disarm import skeleton_key
+from disarm import normalize_confusables, skeleton_key
 
 from kiosk.text import normalize_name
 
 logger = logging.getLogger(__name__)
 
+# Rounds of the confusable fold, NFKC and case folding until the text stops changing: each can hand the next
+# something to do (a confusable maps to a capital, folding case then lowers it); names settle in one or two.
+_FOLD_ROUNDS = 4
+
 
 def watch_key(name: str) -> str:
-    """What a name is matched by: the usual folding, then its Unicode TS #39 skeleton.
+    """What a name is matched by: compatibility form and case folded first, then its Unicode TS #39 skeleton.
 
     The skeleton maps look-alikes to one prototype (Cyrillic `а`, Greek `ο`, fullwidth `ｊ` -> `a`, `o`, `j`), so a
-    listed name typed with a homoglyph is still held. It runs on the folded (lower-case) text: folding case first
-    keeps `i` and `l` apart, which a skeleton of cased text would merge through capital `I`.
+    listed name typed with a homoglyph is still held. TS #39 puts capital `I` with `l`, so every capital has to be
+    gone before the skeleton runs, or `Ilse` and `llse` would be one name: NFKC first (mathematical `𝐈`, `𝕀`, `𝓘`
+    are a plain `I` only after it), then case folding and the usual folding of accents, spacing and punctuation,
+    then the confusable fold and case folding again for letters that have no lower case to fold to (Cherokee `Ꭵ`
+    looks like `i`; case folding leaves Cherokee capitals as they are). Both the list and the typed name go
+    through this same function.
+
+    `normalize_name` itself stays as it is: it also makes the visitors' blind index, and stored visits are found
+    by the index their name was given when they were written.
     """
-    folded = normalize_name(name)
-    return skeleton_key(folded) if folded else ""
+    text = normalize_name(unicodedata.normalize("NFKC", name).casefold())
+    for _ in range(_FOLD_ROUNDS):
+        folded = unicodedata.normalize("NFKC", normalize_confusables(text)).casefold()
+        if folded == text:
+            break
+        text = folded
+    return skeleton_key(text).casefold() if text else ""
 
 
 class Watchlist:

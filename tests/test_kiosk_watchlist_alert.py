@@ -7,6 +7,7 @@ edge process running the real WatchlistRule.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import SITE, query, wait_until
 from test_kiosk_web import staff_csrf, staff_login
@@ -62,3 +63,17 @@ def test_reception_decision_on_a_watchlist_hold_resolves_the_alert_with_who_deci
     ends = [m for m in watcher.payloads(f"sitewarden/{SITE}/alert/") if m.get("type") == "end"]
     assert len(ends) == 2
     assert "mallory" not in json.dumps(decided + ends).lower(), "a visitor's name went over MQTT"
+
+
+def test_check_in_in_mathematical_or_cherokee_letters_is_held_and_raises_the_alert(
+        kiosk_site, service_factory, mqtt_broker):
+    """The reviewer's bypass, through the real check-in form: each of these passed as an ordinary visitor."""
+    listed = Path(kiosk_site.settings.kiosk.watchlist_file)
+    listed.write_text(listed.read_text(encoding="utf-8") + "Ivan Petrov\n", encoding="utf-8")
+    service_factory(kiosk_site.config, "edge")
+    typed = ["\U0001d408van Petrov",              # mathematical bold 𝐈
+             "\u13a5van Petrov",                  # Cherokee Ꭵ
+             "\U0001d540v\u0430n P\u0435trov",     # double-struck 𝕀, Cyrillic а and е
+             "\U0001d40c\U0001d41a\U0001d425\U0001d425\U0001d428\U0001d42b\U0001d432 Example"]  # bold 𝐌𝐚𝐥𝐥𝐨𝐫𝐲
+    visits = [hold(kiosk_site, name) for name in typed]
+    wait_until(lambda: set(alerts(kiosk_site)) >= set(visits), 15, "a watchlist_hit alert for each held check-in")

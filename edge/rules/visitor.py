@@ -13,7 +13,8 @@ class WatchlistRule(Rule):
 
     Reception's decision ends the alert, naming who decided: turned away -> resolved as refused; let in ->
     resolved as admitted (the visitor is then an ordinary visit on site). The alert is keyed by the visit, so a
-    decision made long after the hold (or after an edge restart) still finds it without rule state.
+    decision made long after the hold (or after an edge restart) still finds it without rule state. Alerts raised
+    before it was keyed so (by the fact's event id) got the visit key by migration `edge_v3_watchlist_by_visit`.
     """
 
     name = "watchlist_hit"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from vision.boxes import Detection
 from vision.detector import DecodeParams, PersonDetector, stretch_contrast
-from vision.models import ModelError, cached_path, verified
+from vision.models import ModelError, cached_path, recorded_path, sha256, verified
 
 
 def photo(name: str) -> np.ndarray:
@@ -121,10 +121,20 @@ def test_a_tampered_model_file_is_refused_with_what_to_do(tmp_path, monkeypatch)
         verified("pedestrian-ssdlite")
     good = Path.home() / ".cache" / "sitewarden" / "models" / "pedestrian-ssdlite.tflite"
     data = bytearray(good.read_bytes() if good.is_file() else b"\0" * 64)
+    built_digest = sha256(bytes(data))
     data[len(data) // 2] ^= 1
     cached_path("pedestrian-ssdlite").write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="expected 5a05e510"):
+    # A converted model is held to the digest recorded when it was built here: none recorded, none loaded.
+    with pytest.raises(ModelError, match="no record of its build .*models build pedestrian-ssdlite --force"):
         verified("pedestrian-ssdlite")
+    recorded_path("pedestrian-ssdlite").write_text(f"{built_digest}  pedestrian-ssdlite.tflite\n")
+    with pytest.raises(ModelError, match=f"expected {built_digest}"):
+        verified("pedestrian-ssdlite")
+    # A model taken as it is from its package is held to its pin, whatever a record beside it says.
+    cached_path("blazepose").write_bytes(b"not the wheel's model")
+    recorded_path("blazepose").write_text(sha256(b"not the wheel's model"))
+    with pytest.raises(ModelError, match="expected 9ba9dd3d"):
+        verified("blazepose")
     with pytest.raises(ModelError, match="unknown model 'yolo'; known: pedestrian-ssdlite, oidv4-ssd, blazepose"):
         verified("yolo")
 
@@ -160,3 +170,30 @@ def test_postprocess_outputs_are_read_in_either_order() -> None:
         det.outputs = [{"name": f"out{i}", "index": i} for i in range(4)]
         found = det.decode((640.0, 480.0, 0.0, 0.0), 640, 480)
         assert [(round(d.x1), round(d.y1), round(d.x2), round(d.y2)) for d in found] == [(128, 48, 320, 432)]
+
+
+def test_a_model_converted_here_is_recorded_and_then_loads(tmp_path, monkeypatch) -> None:
+    """The conversion itself needs the 1.6 GB TensorFlow venv (`make model` runs it); here a stand-in converter
+    shows what build() does with its result: the digest is recorded beside the model, and the record is what
+    verified() and `models list --json` then hold the file to."""
+    import dataclasses
+    import json
+
+    from click.testing import CliRunner
+
+    from vision import models as models_module
+    from vision.model_commands import models
+
+    monkeypatch.setenv("SITEWARDEN_MODEL_DIR", str(tmp_path))
+    spec = models_module.MODELS["pedestrian-ssdlite"]
+    monkeypatch.setitem(models_module.MODELS, "pedestrian-ssdlite", dataclasses.replace(
+        spec, fetch=lambda scratch: b"graph", source_sha256=sha256(b"graph"),
+        convert=lambda source, scratch: b"tflite of " + source))
+    path, made = models_module.build("pedestrian-ssdlite")
+    assert made and path.read_bytes() == b"tflite of graph"
+    assert recorded_path("pedestrian-ssdlite").read_text().split()[0] == sha256(b"tflite of graph")
+    assert verified("pedestrian-ssdlite") == path
+    listed = CliRunner().invoke(models, ["list", "--json"])
+    row = next(r for r in map(json.loads, listed.output.splitlines()) if r["name"] == "pedestrian-ssdlite")
+    assert row == {"name": "pedestrian-ssdlite", "state": "ready", "path": str(path),
+                   "sha256": sha256(b"tflite of graph")}

@@ -8,7 +8,17 @@ import time
 
 import click
 
-from vision.models import MODELS, ModelError, build, cached_path, fetch_source, model_dir, spec_of, verified
+from vision.models import (
+    MODELS,
+    ModelError,
+    build,
+    cached_path,
+    expected_sha256,
+    fetch_source,
+    model_dir,
+    spec_of,
+    verified,
+)
 
 
 @click.group("models")
@@ -21,7 +31,8 @@ def models() -> None:
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model: name, state, path, sha256 "
-              "(what provisioning checks a copied file against).")
+              "(what provisioning checks a copied file against: the pin, or for a model converted here the digest "
+              "recorded at its build; null while it is not built).")
 def list_models(as_json: bool) -> None:
     """Every known model, whether it is ready in the cache, and where it comes from.
 
@@ -37,7 +48,7 @@ def list_models(as_json: bool) -> None:
             state = "wrong checksum" if cached_path(name).is_file() else "not built"
         if as_json:
             click.echo(json.dumps({"name": name, "state": state, "path": str(cached_path(name)),
-                                   "sha256": spec.sha256}))
+                                   "sha256": expected_sha256(name)}))
         else:
             click.echo(f"{name:20} {state:15} {spec.summary}\n{'':36} from {spec.origin}")
 

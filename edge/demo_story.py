@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 STORY_PERIOD_S = 40.0  # one cycle: the door script and one pass of the camera's video
 STORY_LEAD_S = 1.0  # from the last part ready to the start of cycle 0
-READY_DEADLINE_S = 90.0
-_EPSILON_S = 1e-6  # an instant computed as at(N, 0) is in cycle N, whatever the float rounding made of it  # a part not ready by then is named, and the story starts without waiting for it
+READY_DEADLINE_S = 90.0  # a part not ready by then is named, and the story starts without waiting for it
+_EPSILON_S = 1e-6  # an instant computed as at(N, 0) is in cycle N, whatever the float rounding made of it
 
 
 @dataclass(frozen=True)

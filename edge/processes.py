@@ -101,16 +101,18 @@ def stop_pids(pids: Iterable[int], deadline_s: float = 10.0) -> list[int]:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    end = time.monotonic() + deadline_s
-    while any(alive(p) for p in pids) and time.monotonic() < end:
-        time.sleep(POLL_S)
+    _wait_gone(pids, deadline_s)
     for pid in pids:
         if alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    _wait_gone(pids, deadline_s)
+    return pids
+
+
+def _wait_gone(pids: list[int], deadline_s: float) -> None:
     end = time.monotonic() + deadline_s
     while any(alive(p) for p in pids) and time.monotonic() < end:
         time.sleep(POLL_S)
-    return pids

@@ -13,9 +13,8 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import cv2
@@ -25,6 +24,7 @@ from edge.brokers import free_port
 from edge.config import Settings
 from edge.demo_story import STORY, STORY_PERIOD_S, StorySchedule
 from vision import scenes
+from vision.mjpeg import stream_server, write_part
 
 logger = logging.getLogger(__name__)
 
@@ -90,21 +90,7 @@ class StoryCamera:
         self.jpegs: list[bytes] = []
         self.rendered = threading.Event()
         self.live = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                owner.serve(self.wfile)
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = stream_server(port, self.serve)
 
     def render_first(self) -> None:
         """Encode the first frame (the empty door), served until the rest is ready."""
@@ -121,25 +107,20 @@ class StoryCamera:
                       else idle[k % IDLE_VARIANTS] for k in range(self.scene.frames)]
         self.rendered.set()
 
-    def serve(self, out: Any) -> None:
+    def serve(self, out: BinaryIO) -> None:
         """Write the due frame every 1/fps s until the client goes or the camera stops."""
         next_at = time.monotonic()
-        try:
-            while self.live.is_set():
-                k = frame_index(STORY.schedule, time.monotonic(), self.scene.fps, self.scene.frames)
-                jpegs = self.jpegs
-                jpeg = jpegs[k] if k < len(jpegs) else jpegs[0]
-                out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
-                          + b"\r\n\r\n" + jpeg + b"\r\n")
-                if self.rendered.is_set():
-                    STORY.ready("vision")
-                next_at += self.period_s
-                delay = next_at - time.monotonic()
-                if delay < 0:  # fell behind (a busy box): skip ahead; the frame shown follows the clock anyway
-                    next_at, delay = time.monotonic(), 0.0
-                time.sleep(delay)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        while self.live.is_set():
+            k = frame_index(STORY.schedule, time.monotonic(), self.scene.fps, self.scene.frames)
+            jpegs = self.jpegs
+            write_part(out, jpegs[k] if k < len(jpegs) else jpegs[0])
+            if self.rendered.is_set():
+                STORY.ready("vision")
+            next_at += self.period_s
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (a busy box): skip ahead; the frame shown follows the clock anyway
+                next_at, delay = time.monotonic(), 0.0
+            time.sleep(delay)
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop`."""

@@ -88,7 +88,8 @@ def stop_leftovers(data_dir: Path, config_path: Path) -> dict[int, str]:
     """Stop what an earlier demo in `data_dir` left running (it crashed, or was killed with -9): services
     reading its config, brokers reading their config under it, and every pid it recorded. Run with the demo
     lock held, so none of them belongs to a running demo. Returns what was stopped."""
-    found = processes_mentioning([str(config_path), str(data_dir / "brokers") + "/"])
+    # As the demo starts them: `python -m edge.cli --config <config> run <service>`, `mosquitto -c <conf>`.
+    found = processes_mentioning([f"--config {config_path} ", f"-c {data_dir / 'brokers'}/mosquitto-"])
     try:
         recorded = json.loads(pid_file(data_dir).read_text())
     except (OSError, ValueError):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from edge.processes import kill_process, stop_process
+from edge.processes import kill_process, start_group, stop_groups
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class MosquittoBroker:
     def start(self) -> None:
         """Start (or start again after kill())."""
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = start_group([self.exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
         if not wait_for_port(self.port):
             self.stop()
             raise BrokerError(f"mosquitto did not listen on {self.port}; see {self.log}:\n{self.log.read_text()}")
@@ -106,13 +106,16 @@ class MosquittoBroker:
 
     def stop(self) -> None:
         """Stop it cleanly."""
-        stop_process(self.proc, 5.0)
+        if self.proc is not None:
+            stop_groups([self.proc], 5.0)
 
 
 class EmbeddedBroker:
     """amqtt's broker on its own event loop in a thread (used when mosquitto is not installed)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+        if log_file is not None:
+            log_to_file("amqtt", log_file)
         try:
             from amqtt.broker import Broker as AmqttBroker
         except ImportError as err:
@@ -143,6 +146,20 @@ class EmbeddedBroker:
         self._thread.join(5)
 
 
+def log_to_file(name: str, path: Path) -> None:
+    """Send logger `name` (and its children) to `path` only, not to the console: amqtt reports every client
+    that connects and says nothing (a port probe, a health check) as an ERROR, which is noise to a reader of
+    the demo's alerts. The file keeps it for whoever looks into the broker."""
+    target = logging.getLogger(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in target.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    target.propagate = False
+
+
 def start_broker(kind: str, workdir: Path) -> tuple[Broker, str]:
     """Start a broker of `kind` (auto, mosquitto, embedded); returns it and a description."""
     if kind in ("auto", "mosquitto") and find_mosquitto():
@@ -151,5 +168,5 @@ def start_broker(kind: str, workdir: Path) -> tuple[Broker, str]:
     if kind == "mosquitto":
         raise BrokerError("mosquitto is not installed (Debian: apt-get install mosquitto)")
     os.environ.setdefault("AMQTT_NO_BANNER", "1")
-    embedded = EmbeddedBroker()
+    embedded = EmbeddedBroker(log_file=workdir / "amqtt.log")
     return embedded, f"embedded amqtt broker on 127.0.0.1:{embedded.port}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,15 @@ from edge.alerts import AlertMessage, ConsoleAck
 from edge.brokers import Broker, start_broker
 from edge.bus import Bus, Inbound
 from edge.config import Settings, load_settings
+from edge.demo_guard import STOP_DEADLINE_S, DemoFailed, DemoLock, StopSignals, pid_file, stop_leftovers
+from edge.demo_story import STORY
 from edge.events import AccessDenied, AccessGranted, Event, parse_fact
-from edge.processes import stop_process
+from edge.processes import start_group, stop_groups
 from edge.services import discover
 
 logger = logging.getLogger(__name__)
 
 SITE = "demo"
-STOP_DEADLINE_S = 10.0
 EDGE_START_S = 60.0
 
 
@@ -162,96 +165,185 @@ def format_alert_message(message: AlertMessage) -> str:
             f"{a.title}{extra}  [{a.alert_id}]")
 
 
-def _wait_online(printer: AlertPrinter, proc: subprocess.Popen[bytes]) -> bool:
-    end = time.monotonic() + EDGE_START_S
-    while time.monotonic() < end and proc.poll() is None:
-        if printer.edge_online.wait(0.2):
-            return True
-    return False
+class DemoRun:
+    """One run of the demo: brokers, services, simulators and the printer, and stopping all of them."""
+
+    def __init__(self, data_dir: Path, broker_kind: str, signals: StopSignals) -> None:
+        self.data_dir = data_dir
+        self.logs = data_dir / "logs"
+        self.broker_kind = broker_kind
+        self.signals = signals
+        self.config_path = data_dir / "demo-config.yaml"
+        self.brokers: list[Broker] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.pids: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.sims: list[threading.Thread] = []
+        self.printer: AlertPrinter | None = None
+
+    def _record(self, name: str, pid: int) -> None:
+        self.pids[name] = pid
+        pid_file(self.data_dir).write_text(json.dumps(self.pids))
+
+    def _start_broker(self, role: str) -> Broker:
+        broker, desc = start_broker(self.broker_kind, self.data_dir / "brokers")
+        self.brokers.append(broker)
+        proc = getattr(broker, "proc", None)
+        if proc is not None:
+            self._record(f"{role}-broker", proc.pid)
+        click.echo(f"  {role + ' broker:':16}{desc}")
+        return broker
+
+    def start(self) -> None:
+        """Brokers, config, printer, services (the edge first) and simulators."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        left = stop_leftovers(self.data_dir, self.config_path)
+        if left:
+            click.echo(f"SiteWarden demo: stopped {len(left)} processes an earlier demo in {self.data_dir} left "
+                       f"running (pids {', '.join(str(p) for p in sorted(left))})")
+        pid_file(self.data_dir).unlink(missing_ok=True)
+        click.echo("SiteWarden demo: starting brokers")
+        local = self._start_broker("local")
+        central = self._start_broker("central")
+        specs = discover()
+        config = demo_config(self.data_dir, local.port, central.port)
+        STORY.reset()
+        for name, spec in specs.items():
+            if spec.demo_settings is not None:
+                config[name] = spec.demo_settings(self.data_dir)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        settings = load_settings(self.config_path)
+        self.printer = AlertPrinter(settings)
+        self.printer.start()
+        # The edge first: on a fresh data directory it has no session on the broker yet, so facts published
+        # before it subscribed would never reach its rules.
+        for name in sorted(specs, key=lambda n: n != "edge"):
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.procs[name] = start_group(
+                    [sys.executable, "-m", "edge.cli", "--config", str(self.config_path), "run", name],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            self._record(name, self.procs[name].pid)
+            if name == "edge":
+                self._wait_edge_online()
+        click.echo(f"  services: {', '.join(self.procs)} (logs in {self.logs})")
+        for name, spec in specs.items():
+            if spec.simulate is not None:
+                thread = threading.Thread(target=self._simulate, args=(name, spec.simulate, settings),
+                                          name=f"sim-{name}", daemon=True)
+                thread.start()
+                self.sims.append(thread)
+        click.echo(f"  simulators: {', '.join(n for n, s in specs.items() if s.simulate) or 'none'}")
+
+    def _simulate(self, name: str, simulate: Any, settings: Settings) -> None:
+        try:
+            simulate(settings, self.stop)
+        except Exception:  # a simulator's failure is the demo's: shown as one line, the details in the log
+            logger.debug("simulator %s failed", name, exc_info=True)
+            with open(self.logs / "demo.log", "a", encoding="utf-8") as log:
+                log.write(f"simulator {name} failed:\n{traceback.format_exc()}\n")
+            click.echo(f"demo: the {name} simulator failed: {sys.exc_info()[1]} (details in "
+                       f"{self.logs / 'demo.log'})", err=True)
+
+    def _wait_edge_online(self) -> None:
+        assert self.printer is not None
+        proc = self.procs["edge"]
+        end = time.monotonic() + EDGE_START_S
+        while not self.printer.edge_online.wait(0.2):
+            self._check_services()
+            if self.signals.requested.is_set():
+                return
+            if time.monotonic() > end:
+                raise DemoFailed(f"the edge did not come online within {EDGE_START_S:g} s; see "
+                                 f"{self.logs / 'edge.log'} (pid {proc.pid})")
+
+    def _check_services(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise DemoFailed(f"service {name} exited with code {proc.returncode}: "
+                                 f"{last_error(self.logs / f'{name}.log')} (log: {self.logs / f'{name}.log'})")
+
+    def run(self, duration_s: float | None) -> None:
+        """Until the duration is up, a stop signal comes or a service dies (DemoFailed)."""
+        limit = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
+        click.echo(f"Running {limit}. Alerts appear below as they happen:\n")
+        end = None if duration_s is None else time.monotonic() + duration_s
+        while not self.signals.requested.wait(0.2):
+            self._check_services()
+            if end is not None and time.monotonic() >= end:
+                return
+
+    def shutdown(self, wait_confirmations: bool) -> None:
+        """Printer, services, simulators, brokers: each stopped with a deadline, whatever state they are in.
+
+        The services go before the simulators, so the badge service does not see its controller unplugged and
+        raise a device_offline alert as the demo's last word."""
+        if self.printer is not None:
+            # Let the console confirm what was raised last before the printer goes.
+            end = time.monotonic() + STOP_DEADLINE_S
+            while wait_confirmations and self.printer.pending() and time.monotonic() < end \
+                    and not self.signals.hurry.wait(0.1):
+                pass
+            self.printer.stop()
+        stop_groups(self.procs.values(), STOP_DEADLINE_S)
+        self.stop.set()
+        end = time.monotonic() + STOP_DEADLINE_S
+        for thread in self.sims:
+            thread.join(max(0.0, end - time.monotonic()))
+        for broker in self.brokers:
+            broker.stop()
+        pid_file(self.data_dir).unlink(missing_ok=True)
+
+
+def last_error(log: Path) -> str:
+    """The line of a service's log that says why it stopped: its last `Error:` line, else its last line."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("Error:")]
+    return (errors or lines or ["empty log"])[-1]
 
 
 def run_demo(duration_s: float | None, data_dir: Path, broker_kind: str) -> int:
-    """Run the whole appliance with simulated devices; returns the exit code."""
+    """Run the whole appliance with simulated devices; returns the exit code: 0 when it ran its course or was
+    stopped by a signal (Ctrl-C, SIGTERM), 1 when something failed. Whatever happens, every process it started
+    is stopped and the closing summary printed."""
     data_dir = data_dir.resolve()
-    logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    click.echo("SiteWarden demo: starting brokers")
-    local, local_desc = start_broker(broker_kind, data_dir / "brokers")
-    central, central_desc = start_broker(broker_kind, data_dir / "brokers")
-    brokers: list[Broker] = [local, central]
-    click.echo(f"  local broker:   {local_desc}")
-    click.echo(f"  central broker: {central_desc}")
-    specs = discover()
-    config = demo_config(data_dir, local.port, central.port)
-    for name, spec in specs.items():
-        if spec.demo_settings is not None:
-            config[name] = spec.demo_settings(data_dir)
-    config_path = data_dir / "demo-config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    settings = load_settings(config_path)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    stop = threading.Event()
-    sims: list[threading.Thread] = []
-    printer = AlertPrinter(settings)
-    code = 0
+    lock = DemoLock(data_dir)
     try:
-        printer.start()
-        # The edge first: on a fresh data directory it has no session on the broker yet, so facts published
-        # before it subscribed would never reach its rules.
-        order = sorted(specs, key=lambda n: n != "edge")
-        for name in order:
-            log = open(logs / f"{name}.log", "ab")
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "edge.cli", "--config", str(config_path), "run", name],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            if name == "edge" and not _wait_online(printer, procs[name]):
-                click.echo(f"the edge did not come online within {EDGE_START_S:g} s; see {logs / 'edge.log'}",
-                           err=True)
-                code = 1
-                break
-        click.echo(f"  services: {', '.join(procs)} (logs in {logs})")
-        for name, spec in specs.items():
-            if spec.simulate is not None and code == 0:
-                thread = threading.Thread(target=spec.simulate, args=(settings, stop), name=f"sim-{name}",
-                                          daemon=True)
-                thread.start()
-                sims.append(thread)
-        if code == 0:
-            click.echo(f"  simulators: {', '.join(n for n, s in specs.items() if s.simulate) or 'none'}")
-            limit = f"for {duration_s:g} s" if duration_s else "until Ctrl-C"
-            click.echo(f"Running {limit}. Alerts appear below as they happen:\n")
-        started = time.monotonic()
-        while code == 0 and (duration_s is None or time.monotonic() - started < duration_s):
-            dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
-            if dead:
-                for name, rc in dead.items():
-                    tail = (logs / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
-                    click.echo(f"\nservice {name} exited with code {rc}; last log lines:", err=True)
-                    click.echo("\n".join(f"  {line}" for line in tail), err=True)
-                code = 1
-                break
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        click.echo("\nstopping")
-    finally:
-        stop.set()
-        for thread in sims:
-            thread.join(STOP_DEADLINE_S)
-        # Let the console confirm what was raised last before the printer goes.
-        end = time.monotonic() + STOP_DEADLINE_S
-        while code == 0 and printer.pending() and time.monotonic() < end:
-            time.sleep(0.1)
-        printer.stop()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()  # all at once, then wait for each
-        for proc in procs.values():
-            stop_process(proc, STOP_DEADLINE_S)
-        for broker in brokers:
-            broker.stop()
-    total = sum(printer.seen.values())
-    click.echo(f"\nDemo finished: {total} alert messages on the local broker "
-               f"({', '.join(f'{k} {v}' for k, v in sorted(printer.seen.items())) or 'none'}); "
-               f"{printer.confirmed} confirmed by the console.")
+        lock.acquire()
+    except DemoFailed as err:
+        click.echo(f"demo not started: {err}", err=True)
+        return 1
+    code = 0
+    with StopSignals() as signals:
+        demo = DemoRun(data_dir, broker_kind, signals)
+        try:
+            demo.start()
+            if not signals.requested.is_set():
+                demo.run(duration_s)
+        except DemoFailed as err:
+            click.echo(f"\ndemo failed: {err}", err=True)
+            code = 1
+        except Exception as err:
+            (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+            with open(data_dir / "logs" / "demo.log", "a", encoding="utf-8") as log:
+                log.write(traceback.format_exc())
+            click.echo(f"\ndemo failed: {type(err).__name__}: {err} (details in {data_dir / 'logs' / 'demo.log'})",
+                       err=True)
+            code = 1
+        finally:
+            if signals.requested.is_set():
+                click.echo(f"\nstopping ({signals.name})")
+            demo.shutdown(wait_confirmations=code == 0)
+            lock.release()
+    printer = demo.printer
+    seen = printer.seen if printer is not None else {}
+    total = sum(seen.values())
+    how = "Demo finished" if code == 0 else "Demo failed"
+    click.echo(f"\n{how}: {total} alert messages on the local broker "
+               f"({', '.join(f'{k} {v}' for k, v in sorted(seen.items())) or 'none'}); "
+               f"{printer.confirmed if printer is not None else 0} confirmed by the console.")
     return code

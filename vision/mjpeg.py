@@ -9,12 +9,43 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from edge.brokers import free_port
+
+
+def write_part(out: BinaryIO, jpeg: bytes) -> None:
+    """One JPEG as a part of the multipart stream."""
+    out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n"
+              + jpeg + b"\r\n")
+
+
+def stream_server(port: int, serve: Callable[[BinaryIO], None]) -> ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1:`port` (not yet serving) that answers every GET with a multipart MJPEG stream,
+    its parts written by `serve(wfile)` until it returns or the client goes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                serve(self.wfile)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server
 
 
 class MjpegCamera:
@@ -49,32 +80,18 @@ class MjpegCamera:
         """Listen and serve."""
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
+        def serve(out: BinaryIO) -> None:
+            k, next_at = 0, time.monotonic()
+            while owner.live.is_set():
+                jpegs, playing = owner.jpegs, owner.playing.is_set()
+                write_part(out, jpegs[min(k, len(jpegs) - 1)])  # the last frame holds when the frames run out
+                if playing:
+                    owner.sent.setdefault(k, time.monotonic())
+                    k += 1
+                next_at += owner.period
+                time.sleep(max(0.0, next_at - time.monotonic()))
 
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                k, next_at = 0, time.monotonic()
-                try:
-                    while owner.live.is_set():
-                        jpegs, playing = owner.jpegs, owner.playing.is_set()
-                        jpeg = jpegs[min(k, len(jpegs) - 1)]  # the last frame holds when the frames run out
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-                        if playing:
-                            owner.sent.setdefault(k, time.monotonic())
-                            k += 1
-                        next_at += owner.period
-                        time.sleep(max(0.0, next_at - time.monotonic()))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        self.server = stream_server(self.port, serve)
         self.live.set()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -4,7 +4,8 @@ People are cut out of photos that ship in packages the model can see (DESIGN.md,
 Grace Hopper from matplotlib (`mpl-data/sample_data/grace_hopper.jpg`) and the cameraman from scikit-image
 (`skimage/data/camera.png`); the astronaut is left out because the default model misses her. Things that
 move but are not people: the cat from scikit-image (`chelsea.png`) and a drawn cardboard box. Both packages
-are dev dependencies, imported only when a sprite is first loaded; `PhotoMissing` names the one to install.
+are in sitewarden's `demo` extra (`PHOTO_PACKAGES`; the `dev` extra includes it), imported only when a sprite
+is first loaded; `PhotoMissing` names the one to install.
 
 Door line. Frames are 640x480. The door is the vertical line x = 320, `DOOR_P1` = (320, 0) to
 `DOOR_P2` = (320, 480); outside is x < 320 and inside is x > 320, so walking in is walking to the right.
@@ -51,6 +52,9 @@ FOURCC = "MJPG"  # motion JPEG in AVI: written and read by opencv-python-headles
 
 Direction = Literal["in", "out"]
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels, x2/y2 exclusive
+
+
+PHOTO_PACKAGES = ("matplotlib", "scikit-image")  # the distributions the photos come from
 
 
 class PhotoMissing(RuntimeError):
@@ -192,8 +196,8 @@ def _package_file(package: str, dist: str, locate: Callable[[ModuleType], Path],
     try:
         module = import_module(package)
     except ImportError as err:
-        raise PhotoMissing(f"{purpose} ships in {dist}, which is not installed: pip install {dist} "
-                           f"(a dev dependency of sitewarden)") from err
+        raise PhotoMissing(f"{purpose} ships in {dist}, which is not installed: pip install -e '.[demo]' "
+                           f"(sitewarden's demo extra brings it)") from err
     path = locate(module)
     if not path.is_file():
         raise PhotoMissing(f"{path} is missing from the installed {dist}; reinstall {dist}")
@@ -305,16 +309,21 @@ def _paste(frame: np.ndarray, walker: Walker, k: int) -> None:
     frame[fy1:fy2, fx1:fx2] = src * a + dst * (1.0 - a)
 
 
+def render_frame(scene: Scene, k: int, wall: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Frame `k` of the scene over `wall` (`background(scene.seed)` as float32), with sensor noise from `rng`."""
+    frame = wall.copy()
+    for walker in scene.walkers:
+        _paste(frame, walker, k)
+    frame += rng.standard_normal(frame.shape, dtype=np.float32) * NOISE_SIGMA
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
 def render(scene: Scene) -> Iterator[np.ndarray]:
     """The scene's frames, BGR uint8 480x640x3; the same pixels every run (texture and noise are seeded)."""
     rng = np.random.default_rng(scene.seed + 1)
     wall = background(scene.seed).astype(np.float32)
     for k in range(scene.frames):
-        frame = wall.copy()
-        for walker in scene.walkers:
-            _paste(frame, walker, k)
-        frame += rng.standard_normal(frame.shape, dtype=np.float32) * NOISE_SIGMA
-        yield np.clip(frame, 0, 255).astype(np.uint8)
+        yield render_frame(scene, k, wall, rng)
 
 
 def write_video(scene: Scene, path: Path) -> Path:

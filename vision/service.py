@@ -186,10 +186,17 @@ def _demo_settings(data_dir: Path) -> dict[str, object]:
     return demo_settings(data_dir)
 
 
+def _simulate(settings: Settings, stop: threading.Event) -> None:
+    from vision.demo import run_demo_camera
+
+    run_demo_camera(settings, stop)
+
+
 SERVICE = ServiceSpec(
     name=SERVICE_NAME,
     summary="camera tailgating detection: people counted across door lines, held against badge grants",
     run=run,
+    simulate=_simulate,
     demo_settings=_demo_settings,
     commands=vision_commands,
 )

@@ -205,6 +205,8 @@ class EdgeService:
         handled: list[Inbound] = [item for item in batch if isinstance(item, Inbound)]
         changes = self.db.conn.total_changes
         counts, rejected = dict(self.counts), Counter(self.rejects.counts)
+        if self.outbox is not None:
+            self.outbox.begin()
         try:
             with transaction(self.db):
                 if self._rules_stale:

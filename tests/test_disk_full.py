@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,45 @@ def test_transaction_commits_nothing_after_it_was_rolled_back_underneath(tmp_pat
     with transaction(db), savepoint(db):
         _insert_big_fact(db)
     assert db.execute("SELECT count(*) FROM facts").fetchone()[0] == 1
+
+
+def test_outbox_overflow_is_alerted_when_the_batch_that_overflowed_is_stored_on_a_retry(small_data_dir,
+                                                                                        tmp_path: Path,
+                                                                                        caplog) -> None:
+    """Before: the batch that overflowed the outbox did not fit on the disk; its `outbox_overflowed` alert rolled
+    back with it, but the outbox still thought itself in an overflow episode, so the retry evicted silently."""
+    data, on_teardown = small_data_dir
+    config = write_config(tmp_path / "config.yaml", data, free_port(), free_port(),
+                          rules={"max_open_s": 3600}, forwarder={"outbox_max_rows": 10})
+    edge = EdgeService(load_settings(config))
+    on_teardown(edge.db.conn.close)
+    edge.local.ack = lambda item: None  # type: ignore[method-assign]
+    # Opened long enough ago for the rule to decide at once, at the batch's tick.
+    opened_at = datetime.now(UTC) - timedelta(minutes=1)
+    for i in range(10):
+        _put(edge, DoorOpened(site=SITE, source="badge/ctl-1", door=f"door-{i}", occurred_at=opened_at))
+        edge.step(0.05)
+    assert edge.outbox is not None and edge.outbox.depth == 10
+    edge.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = data / "filler"
+    _fill(filler)
+    _put(edge, DoorOpened(site=SITE, source="badge/ctl-1", door="door-x", occurred_at=opened_at))
+    edge.step(0.05)  # its alert overflows the outbox; the commit finds no room
+    assert edge.health["reason"] == "disk_full"
+    assert "outbox full at" in caplog.text, "the batch did not overflow the outbox before it failed"
+    assert edge.db.execute("SELECT count(*) FROM alerts WHERE kind = 'outbox_overflowed'").fetchone() == (0,)
+
+    filler.unlink()
+    wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the held batch stored")
+    assert edge.db.execute("SELECT count(*) FROM alerts WHERE kind = 'outbox_overflowed'").fetchone() == (1,)
+    # Each message beyond the bound evicted one, counted once: the rolled-back try's evictions are not.
+    messages = edge.db.execute("SELECT count(*) FROM alert_messages").fetchone()[0]
+    assert edge.stats()["outbox_evicted"] == messages - 10 and edge.outbox.depth == 10
+
+
+def _put(edge: EdgeService, fact: Any) -> None:
+    edge.inbox.put(Inbound(edge.local, topics.fact_topic(SITE, "badge", "ctl-1", fact.kind), dump_event(fact),
+                           1, False, 1))
 
 
 def _cap(db: Any, pages: int | None = 0) -> None:

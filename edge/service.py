@@ -130,7 +130,13 @@ class EdgeService:
         self._disk_full_attempts = 0
         self._rules_stale = False
         self.health: dict[str, Any] = {"state": "ok"}
-        self._replay()
+        try:
+            self._replay()
+        except (sqlite3.Error, OSError) as err:
+            if not is_disk_full(err):
+                raise
+            # A rule wrote while being fed and the disk is full: the first batch rebuilds the rules and waits.
+            self._rules_stale = True
 
     # RuleContext
 

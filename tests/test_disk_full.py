@@ -331,6 +331,38 @@ def test_outbox_overflow_is_alerted_when_the_batch_that_overflowed_is_stored_on_
     assert edge.stats()["outbox_evicted"] == messages - 10 and edge.outbox.depth == 10
 
 
+def test_edge_starts_on_a_full_disk_when_feeding_its_rules_raises_an_alert(small_data_dir, tmp_path: Path) -> None:
+    """Rules fed the stored facts at start may raise an alert (here: a lower denied-swipes threshold than the
+    facts were judged by). On a full disk that write failed the start-up itself, a crash loop under systemd;
+    now the edge starts, holds what comes, says it is degraded, and raises the alert once space returns."""
+    data, on_teardown = small_data_dir
+    rules = {"max_open_s": 3600, "denied_burst_count": 5}
+    first = EdgeService(load_settings(write_config(tmp_path / "config.yaml", data, free_port(), None, rules=rules)))
+    first.local.ack = lambda item: None  # type: ignore[method-assign]
+    for _ in range(3):
+        _put(first, AccessDenied(site=SITE, source="badge/ctl-1", door="front", credential="raw:26bit", reason="x"))
+        first.step(0.05)
+    # A second connection keeps the WAL and its index in place when the edge closes, as a restart would find them.
+    holder = sqlite3.connect(data / "edge.db")
+    on_teardown(holder.close)
+    holder.execute("SELECT count(*) FROM facts").fetchone()
+    first.db.conn.close()
+    holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = data / "filler"
+    _fill(filler)
+
+    rules["denied_burst_count"] = 2
+    edge = EdgeService(load_settings(write_config(tmp_path / "config.yaml", data, free_port(), None, rules=rules)))
+    on_teardown(edge.db.conn.close)
+    edge.local.ack = lambda item: None  # type: ignore[method-assign]
+    edge.step(0.05)
+    assert edge.health["reason"] == "disk_full"
+    assert edge.db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+    filler.unlink()
+    wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the rules fed once space returned")
+    assert edge.db.execute("SELECT kind FROM alerts").fetchall() == [("denied_swipes",)]
+
+
 def _put(edge: EdgeService, fact: Any) -> None:
     edge.inbox.put(Inbound(edge.local, topics.fact_topic(SITE, "badge", "ctl-1", fact.kind), dump_event(fact),
                            1, False, 1))

@@ -41,11 +41,19 @@ class Outbox:
         self._episode_evicted = 0
         self._overflowing = False
         self.depth = 0
+        self.begin()
         self.reload()
 
+    def begin(self) -> None:
+        """Remember the overflow state at the start of a transaction, for `reload` to return to."""
+        self._begun = (self.evicted_total, self._episode_evicted, self._overflowing)
+
     def reload(self) -> None:
-        """Read the depth from the database again (after a rolled-back transaction changed it in memory)."""
+        """Bring memory back in line with the database after a rolled-back transaction: the depth, and the
+        overflow state as it was at `begin` (else the retry of the batch that overflowed would evict again
+        without calling `on_overflow`, whose alert rolled back with the batch)."""
         self.depth = int(self.db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        self.evicted_total, self._episode_evicted, self._overflowing = self._begun
 
     def add(self, seq: int, severity_rank: int) -> None:
         """Queue the stored message `seq` (inside the caller's transaction), evicting if the outbox is full."""

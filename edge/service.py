@@ -38,7 +38,16 @@ from edge.rejects import RejectLog
 from edge.rules.base import AlertDraft, Rule
 from edge.rules.registry import build_rules
 from edge.services import ServiceSpec
-from edge.store import database_path, free_bytes, is_disk_full, open_database, savepoint, transaction
+from edge.store import (
+    TransactionLost,
+    database_path,
+    free_bytes,
+    is_disk_full,
+    is_storage_error,
+    open_database,
+    savepoint,
+    transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +130,13 @@ class EdgeService:
         self._disk_full_attempts = 0
         self._rules_stale = False
         self.health: dict[str, Any] = {"state": "ok"}
-        self._replay()
+        try:
+            self._replay()
+        except (sqlite3.Error, OSError) as err:
+            if not is_disk_full(err):
+                raise
+            # A rule wrote while being fed and the disk is full: the first batch rebuilds the rules and waits.
+            self._rules_stale = True
 
     # RuleContext
 
@@ -196,6 +211,8 @@ class EdgeService:
         handled: list[Inbound] = [item for item in batch if isinstance(item, Inbound)]
         changes = self.db.conn.total_changes
         counts, rejected = dict(self.counts), Counter(self.rejects.counts)
+        if self.outbox is not None:
+            self.outbox.begin()
         try:
             with transaction(self.db):
                 if self._rules_stale:
@@ -209,8 +226,11 @@ class EdgeService:
                         self.forwarder.on_link(item.up)
                 self._tick(self._rule_time())
                 self._prune()
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             if not is_disk_full(err):
+                if isinstance(err, sqlite3.Error):
+                    logger.critical("edge database failed in a batch of %d messages; stopping without "
+                                    "acknowledging it", len(handled))
                 raise
             self.counts, self.rejects.counts = counts, rejected
             self._disk_full(handled)
@@ -363,13 +383,8 @@ class EdgeService:
         try:
             with savepoint(self.db):
                 self._handle(item)
-        except sqlite3.OperationalError as err:
-            if is_disk_full(err):
-                raise  # the batch is held and tried again: see step()
-            logger.critical("edge database failed while handling %s; stopping without acknowledging the batch",
-                            item.topic)
-            raise
         except Exception as err:
+            self._reraise_storage_error(err)
             self.rejects.reject(item.topic, "handler_error", f"{type(err).__name__}: {err}", item.payload, err)
 
     def _handle(self, item: Inbound) -> None:
@@ -423,7 +438,8 @@ class EdgeService:
         for rule in self._by_kind.get(fact.kind, ()):  # type: ignore[attr-defined]
             try:
                 rule.on_fact(fact, self)
-            except Exception:
+            except Exception as err:
+                self._reraise_storage_error(err)
                 logger.exception("rule %s failed on fact %s; continuing", rule.name, fact.event_id)
 
     def _tick(self, now: datetime) -> None:
@@ -431,8 +447,19 @@ class EdgeService:
         for rule in self.rules:
             try:
                 rule.on_tick(now, self)
-            except Exception:
+            except Exception as err:
+                self._reraise_storage_error(err)
                 logger.exception("rule %s failed on tick; continuing", rule.name)
+
+    def _reraise_storage_error(self, err: Exception) -> None:
+        """A rule or handler may fail and the batch go on, but not when the database failed under it: sqlite
+        may have undone the whole transaction, and what follows would commit without it and be acked. So the
+        batch ends here: a full disk is waited out (step() holds the batch), anything else stops the edge.
+        A rule that caught the database's error and raised its own is caught out by the lost transaction."""
+        if is_storage_error(err):
+            raise err
+        if not self.db.conn.in_transaction:
+            raise TransactionLost(f"the transaction was rolled back under {type(err).__name__}: {err}") from err
 
     def _handle_status(self, item: Inbound, service: str) -> None:
         if service == "edge":

@@ -115,21 +115,49 @@ def run_script(db: sqlite_utils.Database, script: str) -> None:
             db.execute(statement)
 
 
+class TransactionLost(sqlite3.OperationalError):
+    """The transaction was undone underneath us (sqlite rolls back everything on some errors, a full disk
+    among them): what remains to commit is only what ran after, so nothing may be committed or acknowledged."""
+
+
+def is_storage_error(err: BaseException) -> bool:
+    """True if `err` is the database's trouble, not the caller's: any sqlite error, or a full disk.
+
+    Code that turns errors into "failed; continuing" must let these through: after one, the transaction may be
+    gone (see `TransactionLost`), and committing what follows would store half a batch and acknowledge it all.
+    """
+    return isinstance(err, sqlite3.Error) or is_disk_full(err)
+
+
+# A savepoint that spans the whole transaction: it disappears with it, so its RELEASE tells whether the
+# transaction we began is the one we commit (sqlite opens a new one by itself for the next write).
+_GUARD = "_transaction_guard"
+
+
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[None]:
     """One explicit transaction: everything inside commits together or not at all.
 
     sqlite-utils commits each write made through `db.execute()` by itself unless a transaction is
     already open, and Python's sqlite3 opens none for SELECT or DDL: so open it here, explicitly.
+    Raises `TransactionLost` (and commits nothing) if the transaction was rolled back while inside.
     """
     if db.conn.in_transaction:
         yield
         return
     db.conn.execute("BEGIN")
+    db.conn.execute(f'SAVEPOINT "{_GUARD}"')
     try:
         yield
+        try:
+            db.conn.execute(f'RELEASE "{_GUARD}"')
+        except sqlite3.OperationalError as err:
+            raise TransactionLost("the transaction was rolled back while in progress; nothing committed") from err
+        if not db.conn.in_transaction:
+            raise TransactionLost("the transaction ended while in progress; nothing committed")
     except BaseException:
-        db.conn.rollback()
+        if db.conn.in_transaction:
+            db.conn.rollback()
         raise
     try:
         db.conn.commit()
@@ -142,7 +170,13 @@ def transaction(db: sqlite_utils.Database) -> Iterator[None]:
 
 @contextmanager
 def savepoint(db: sqlite_utils.Database, name: str = "item") -> Iterator[None]:
-    """A nested transaction: on an exception only what happened inside is undone, then it is re-raised."""
+    """A nested transaction: on an exception only what happened inside is undone, then it is re-raised.
+
+    Only inside a transaction: outside one, SAVEPOINT would begin a transaction of its own and RELEASE commit
+    it, so work that follows a rolled-back transaction would be stored on its own.
+    """
+    if not db.conn.in_transaction:
+        raise TransactionLost(f"savepoint {name} outside a transaction: the transaction was rolled back")
     db.conn.execute(f'SAVEPOINT "{name}"')
     try:
         yield

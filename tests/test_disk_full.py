@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import SITE, query, wait_until, write_config
 
 from edge import topics
+from edge.alert_store import AlertStore
 from edge.brokers import free_port
 from edge.bus import Inbound
 from edge.config import load_settings
@@ -21,7 +23,7 @@ from edge.events import AccessDenied, DoorOpened, dump_event
 from edge.ids import new_id
 from edge.migrations import MIGRATIONS
 from edge.service import EdgeService
-from edge.store import is_disk_full, open_database, savepoint, transaction
+from edge.store import TransactionLost, is_disk_full, open_database, savepoint, transaction
 
 DATA_DIR_BYTES = 4 * 1024 * 1024
 FULL_LINE = "is full ("
@@ -223,6 +225,147 @@ def test_edge_holds_a_batch_it_cannot_store_and_stores_it_once_when_it_fits(tmp_
         assert len(raised) == 1, "alerts of rolled-back batches were logged"
     finally:
         edge.db.conn.close()
+
+
+def test_edge_acks_nothing_it_did_not_store_when_the_disk_fills_inside_a_rule(small_data_dir, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    """Before: with the batch spilling to disk mid-transaction (cache_size=1), the write failed inside a rule
+    raising an alert; sqlite undid the whole transaction, the rule's error was logged as "rule failed;
+    continuing", the rest committed in a new transaction and every message was acked with none stored, health ok.
+    Now the batch is held unacknowledged, and once space returns each fact is stored, alerted and acked once."""
+    data, on_teardown = small_data_dir
+    config = write_config(tmp_path / "config.yaml", data, free_port(), None, rules={"max_open_s": 3600})
+    edge = EdgeService(load_settings(config))
+    on_teardown(edge.db.conn.close)
+    acked: list[int] = []
+    edge.local.ack = lambda item: acked.append(item.mid)  # type: ignore[method-assign]
+    failed_in_rule: list[BaseException] = []
+    raise_alert = AlertStore.raise_alert
+
+    def watched(self: AlertStore, draft: Any) -> Any:
+        try:
+            return raise_alert(self, draft)
+        except Exception as err:
+            failed_in_rule.append(err)
+            raise
+
+    monkeypatch.setattr(AlertStore, "raise_alert", watched)
+    # Every page a write dirties goes to the WAL at once, so the failure comes mid-batch, inside a statement.
+    edge.db.conn.execute("PRAGMA cache_size=1")
+    edge.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = data / "filler"
+    _fill(filler)
+    os.truncate(filler, filler.stat().st_size - 20 * 1024)
+    doors = [f"door-{i}" for i in range(3)]
+    for mid, door in enumerate(doors, start=1):
+        edge.inbox.put(Inbound(edge.local, topics.fact_topic(SITE, "badge", "ctl-1", "door_opened"), _forced(door),
+                               1, False, mid))
+
+    edge.step(0.05)
+    stored = {row[0] for row in edge.db.execute("SELECT json_extract(payload, '$.door') FROM facts").fetchall()}
+    assert any(is_disk_full(err) for err in failed_in_rule), "the disk did not fill inside a rule"
+    assert acked == [], f"acked {acked} with {sorted(stored)} stored"
+    assert edge.health["state"] == "degraded" and edge.health["held_messages"] == len(doors)
+
+    filler.unlink()
+    wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the held batch stored")
+    assert sorted(acked) == [1, 2, 3]
+    assert edge.db.execute("SELECT json_extract(payload, '$.door') FROM facts ORDER BY rowid").fetchall() \
+        == [(door,) for door in doors]
+    assert edge.db.execute("SELECT a.kind, a.door, m.type FROM alert_messages m JOIN alerts a USING (alert_id) "
+                           "ORDER BY m.seq").fetchall() == [("door_forced_open", door, "new") for door in doors]
+
+
+def test_transaction_commits_nothing_after_it_was_rolled_back_underneath(tmp_path: Path) -> None:
+    """sqlite undoes a whole transaction on some errors (a full disk among them), and what runs after is in a
+    transaction of its own: the batch must not look committed (nor be acked), and an item's savepoint must not
+    begin and commit a transaction by itself."""
+    db = open_database(tmp_path / "edge.db", MIGRATIONS)
+    with pytest.raises(TransactionLost):
+        with transaction(db):
+            db.conn.rollback()  # as sqlite does on SQLITE_FULL
+            db.execute("SELECT count(*) FROM facts").fetchone()
+    assert not db.conn.in_transaction
+    with pytest.raises(TransactionLost):
+        with transaction(db):
+            db.conn.rollback()
+            with savepoint(db):  # would begin a transaction of its own and commit it on release
+                _insert_big_fact(db)
+    assert db.execute("SELECT count(*) FROM facts").fetchone()[0] == 0
+    with transaction(db), savepoint(db):
+        _insert_big_fact(db)
+    assert db.execute("SELECT count(*) FROM facts").fetchone()[0] == 1
+
+
+def test_outbox_overflow_is_alerted_when_the_batch_that_overflowed_is_stored_on_a_retry(small_data_dir,
+                                                                                        tmp_path: Path,
+                                                                                        caplog) -> None:
+    """Before: the batch that overflowed the outbox did not fit on the disk; its `outbox_overflowed` alert rolled
+    back with it, but the outbox still thought itself in an overflow episode, so the retry evicted silently."""
+    data, on_teardown = small_data_dir
+    config = write_config(tmp_path / "config.yaml", data, free_port(), free_port(),
+                          rules={"max_open_s": 3600}, forwarder={"outbox_max_rows": 10})
+    edge = EdgeService(load_settings(config))
+    on_teardown(edge.db.conn.close)
+    edge.local.ack = lambda item: None  # type: ignore[method-assign]
+    # Opened long enough ago for the rule to decide at once, at the batch's tick.
+    opened_at = datetime.now(UTC) - timedelta(minutes=1)
+    for i in range(10):
+        _put(edge, DoorOpened(site=SITE, source="badge/ctl-1", door=f"door-{i}", occurred_at=opened_at))
+        edge.step(0.05)
+    assert edge.outbox is not None and edge.outbox.depth == 10
+    edge.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = data / "filler"
+    _fill(filler)
+    _put(edge, DoorOpened(site=SITE, source="badge/ctl-1", door="door-x", occurred_at=opened_at))
+    edge.step(0.05)  # its alert overflows the outbox; the commit finds no room
+    assert edge.health["reason"] == "disk_full"
+    assert "outbox full at" in caplog.text, "the batch did not overflow the outbox before it failed"
+    assert edge.db.execute("SELECT count(*) FROM alerts WHERE kind = 'outbox_overflowed'").fetchone() == (0,)
+
+    filler.unlink()
+    wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the held batch stored")
+    assert edge.db.execute("SELECT count(*) FROM alerts WHERE kind = 'outbox_overflowed'").fetchone() == (1,)
+    # Each message beyond the bound evicted one, counted once: the rolled-back try's evictions are not.
+    messages = edge.db.execute("SELECT count(*) FROM alert_messages").fetchone()[0]
+    assert edge.stats()["outbox_evicted"] == messages - 10 and edge.outbox.depth == 10
+
+
+def test_edge_starts_on_a_full_disk_when_feeding_its_rules_raises_an_alert(small_data_dir, tmp_path: Path) -> None:
+    """Rules fed the stored facts at start may raise an alert (here: a lower denied-swipes threshold than the
+    facts were judged by). On a full disk that write failed the start-up itself, a crash loop under systemd;
+    now the edge starts, holds what comes, says it is degraded, and raises the alert once space returns."""
+    data, on_teardown = small_data_dir
+    rules = {"max_open_s": 3600, "denied_burst_count": 5}
+    first = EdgeService(load_settings(write_config(tmp_path / "config.yaml", data, free_port(), None, rules=rules)))
+    first.local.ack = lambda item: None  # type: ignore[method-assign]
+    for _ in range(3):
+        _put(first, AccessDenied(site=SITE, source="badge/ctl-1", door="front", credential="raw:26bit", reason="x"))
+        first.step(0.05)
+    # A second connection keeps the WAL and its index in place when the edge closes, as a restart would find them.
+    holder = sqlite3.connect(data / "edge.db")
+    on_teardown(holder.close)
+    holder.execute("SELECT count(*) FROM facts").fetchone()
+    first.db.conn.close()
+    holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = data / "filler"
+    _fill(filler)
+
+    rules["denied_burst_count"] = 2
+    edge = EdgeService(load_settings(write_config(tmp_path / "config.yaml", data, free_port(), None, rules=rules)))
+    on_teardown(edge.db.conn.close)
+    edge.local.ack = lambda item: None  # type: ignore[method-assign]
+    edge.step(0.05)
+    assert edge.health["reason"] == "disk_full"
+    assert edge.db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+    filler.unlink()
+    wait_until(lambda: edge.step(0.05) or edge.health["state"] == "ok", 20, "the rules fed once space returned")
+    assert edge.db.execute("SELECT kind FROM alerts").fetchall() == [("denied_swipes",)]
+
+
+def _put(edge: EdgeService, fact: Any) -> None:
+    edge.inbox.put(Inbound(edge.local, topics.fact_topic(SITE, "badge", "ctl-1", fact.kind), dump_event(fact),
+                           1, False, 1))
 
 
 def _cap(db: Any, pages: int | None = 0) -> None:

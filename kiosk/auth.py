@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from edge.events import utcnow
 from kiosk.crypto import FieldCipher
 from kiosk.desk import Storage
-from kiosk.store import iso, record_audit, token_hash
+from kiosk.store import iso, parse_iso, record_audit, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class StaffSession:
     stage: Literal["password", "full"]
     csrf: str
     must_change_password: bool = False  # after `kiosk user reset-password`: nothing else until it is changed
+    expires_at: datetime | None = None  # when the session ends (what the roll-call copy's lifetime follows)
 
     def may(self, permission: str) -> bool:
         """Whether this role has the permission."""
@@ -228,11 +229,12 @@ class StaffAuth:
             return None
         with self.producer.lock:
             row = self.db.execute(
-                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password FROM staff_sessions s "
-                "JOIN staff_users u USING (username) WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password, s.expires_at "
+                "FROM staff_sessions s JOIN staff_users u USING (username) "
+                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
                 [token_hash(token), iso(self.clock())]
             ).fetchone()
-        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4]), parse_iso(row[5])) if row else None
 
     def change_password(self, username: str, password: str) -> None:
         """The user sets their own new password (after a reset); UserError when it is too short."""

@@ -25,6 +25,7 @@ from kiosk.web import CSRF_FIELD, STAFF_COOKIE, STATIC_DIR, VISITOR_FIELDS, safe
 
 ROLL_CALL_COOKIE = "sw_roll"  # readable by the service worker: the session its roll-call copy belongs to
 ROLL_CALL_HEADER = "X-Roll-Call-Key"
+ROLL_CALL_EXPIRES_HEADER = "X-Roll-Call-Expires"  # the session's end, in ms since the epoch: the copy's end too
 # Logging out leaves nothing in the browser: HTTP cache, Cache Storage (the roll call) and service workers.
 CLEAR_SITE_DATA = '"cache", "storage"'
 
@@ -263,10 +264,12 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         response = pages.render(request, "staff_evacuation.html", session=session, on_site=on_site,
                                 hostname=kiosk.hostname, now=utcnow())
         key = roll_call_key(request.cookies.get(STAFF_COOKIE, ""))
+        expires = session.expires_at or utcnow()
         response.headers[ROLL_CALL_HEADER] = key
-        if request.cookies.get(ROLL_CALL_COOKIE) != key:
-            pages.set_cookie(response, ROLL_CALL_COOKIE, key, max_age=int(kiosk.config.staff_session_hours * 3600),
-                             http_only=False)
+        response.headers[ROLL_CALL_EXPIRES_HEADER] = str(int(expires.timestamp() * 1000))
+        # The marker (and with it the worker's copy) ends with the session, not a fixed time after this visit.
+        pages.set_cookie(response, ROLL_CALL_COOKIE, key, http_only=False,
+                         max_age=max(0, int((expires - utcnow()).total_seconds())))
         return response
 
     @router.get("/staff/sw.js", include_in_schema=False)

@@ -102,15 +102,17 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return login_page(request, refused, 403)
         username = str(form.get("username", ""))[:64].strip()
         address = kiosk.client_of(request)
-        verdict = login_limit.check(username, address, await run_in_threadpool(auth.known_address, username, address))
-        if not verdict.allowed:
-            counters.refuse("rate_limited", request, f"login as {username!r}: {verdict.lock}")
-            return login_page(request, kiosk.msg(request, "rate_limited"), 429)
-        token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
-        if token is None:
-            await run_in_threadpool(login_limit.failed, username, address, "password")
-            counters.refuse("bad_login", request, f"user {username!r}")
-            return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")), 401)
+        known = await run_in_threadpool(auth.known_address, username, address)
+        with login_limit.attempt(username, address, known) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"login as {username!r}: {attempt.verdict.lock}")
+                return login_page(request, kiosk.msg(request, "rate_limited"), 429)
+            token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
+            if token is None:
+                await run_in_threadpool(attempt.failed, "password")
+                counters.refuse("bad_login", request, f"user {username!r}")
+                return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")),
+                                  401)
         response = pages.redirect(f"/staff/totp?next={quote(safe_next(str(form.get('next', '/staff'))), safe='/')}")
         pages.set_cookie(response, STAFF_COOKIE, token)
         return response
@@ -134,19 +136,19 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return pages.render(request, "staff_totp.html", status=403, error=refused, next=nxt)
         address = kiosk.client_of(request)
-        verdict = login_limit.check(session.username, address,
-                                    await run_in_threadpool(auth.known_address, session.username, address))
-        if not verdict.allowed:
-            counters.refuse("rate_limited", request, f"code for {session.username}: {verdict.lock}")
-            return pages.render(request, "staff_totp.html", status=429, error=kiosk.msg(request, "rate_limited"),
-                                next=nxt)
-        code = str(form.get("code", "")).replace(" ", "")[:10]
-        if not await run_in_threadpool(auth.check_totp, token, code):
-            await run_in_threadpool(login_limit.failed, session.username, address, "code")
-            counters.refuse("bad_totp", request, session.username)
-            return pages.render(request, "staff_totp.html", status=401, next=nxt,
-                                error=pages.gettext(pages.lang(request), N_("That code is wrong or was used already. "
-                                                                             "Wait for the next code.")))
+        known = await run_in_threadpool(auth.known_address, session.username, address)
+        with login_limit.attempt(session.username, address, known) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"code for {session.username}: {attempt.verdict.lock}")
+                return pages.render(request, "staff_totp.html", status=429, next=nxt,
+                                    error=kiosk.msg(request, "rate_limited"))
+            code = str(form.get("code", "")).replace(" ", "")[:10]
+            if not await run_in_threadpool(auth.check_totp, token, code):
+                await run_in_threadpool(attempt.failed, "code")
+                counters.refuse("bad_totp", request, session.username)
+                return pages.render(request, "staff_totp.html", status=401, next=nxt,
+                                    error=pages.gettext(pages.lang(request), N_("That code is wrong or was used "
+                                                                                 "already. Wait for the next code.")))
         login_limit.succeeded(session.username, address)
         await run_in_threadpool(auth.remember_address, session.username, address)
         if session.must_change_password:

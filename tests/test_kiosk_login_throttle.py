@@ -96,3 +96,29 @@ def test_guessing_from_many_addresses_slows_the_account_but_its_reception_pc_sti
     assert sign_in(site, reception, step=1) == 303, "the account's own reception PC was locked out"
     site.clock.now += 3600  # the window has passed: the newcomer may try again
     assert try_password(newcomer, "rita", PASSWORD) == 303
+
+
+def test_parallel_wrong_passwords_get_no_more_tries_than_the_limit(site):
+    """Forty guesses sent at once: each try is counted when it is let through, not only once its slow password
+    hash has come back, so no more than `login_attempts` of them get to the password check."""
+    import asyncio
+    import re
+
+    import httpx
+
+    async def guess_in_parallel() -> list[int]:
+        transport = httpx.ASGITransport(app=site.service.app, client=("10.0.0.77", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            page = await client.get("/staff/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            answers = await asyncio.gather(*(
+                client.post("/staff/login", data={"csrf": token, "username": "rita", "password": f"wrong {i}"})
+                for i in range(40)))
+            return [r.status_code for r in answers]
+
+    statuses = asyncio.run(guess_in_parallel())
+    attempts = site.settings.kiosk.login_attempts
+    assert statuses.count(401) <= attempts, f"{statuses.count(401)} parallel guesses reached the password check"
+    assert sorted(set(statuses)) == [401, 429], statuses
+    assert try_password(browser(site, "10.0.0.77"), "rita", PASSWORD) == 429
+    assert sign_in(site, browser(site, RECEPTION_PC)) == 303, "tries in flight were never settled"

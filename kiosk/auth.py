@@ -58,6 +58,10 @@ class UserError(ValueError):
     """A staff account command that cannot be done (exists, unknown role, weak password)."""
 
 
+class WrongPassword(UserError):
+    """A password change whose current password is wrong."""
+
+
 # What an API token may do. Every scope reaches only the visits the token's client pre-registered itself.
 API_SCOPES: dict[str, str] = {
     "preregister": "create expected visits and read the host directory",
@@ -236,14 +240,31 @@ class StaffAuth:
             ).fetchone()
         return StaffSession(row[0], row[1], row[2], row[3], bool(row[4]), parse_iso(row[5])) if row else None
 
-    def change_password(self, username: str, password: str) -> None:
-        """The user sets their own new password (after a reset); UserError when it is too short."""
+    def change_password(self, token: str, password: str, current: str) -> int:
+        """The signed-in user sets their own new password: `current` must be their password unless a reset
+        made them choose a new one (WrongPassword), and `password` 12 characters or more (UserError). Their
+        other sessions end (a password change is what someone does who fears it is known). Returns how many."""
+        session = self.session(token)
+        if session is None or session.stage != "full":
+            raise WrongPassword("not signed in")
         if len(password) < 12:
             raise UserError("password: at least 12 characters")
+        if not session.must_change_password:
+            with self.producer.lock:
+                stored = self.db.execute("SELECT password_hash FROM staff_users WHERE username = ?",
+                                         [session.username]).fetchone()[0]
+            try:
+                _hasher.verify(stored, current)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                raise WrongPassword("the current password is wrong") from None
         with self.producer.atomic():
             self.db.execute("UPDATE staff_users SET password_hash = ?, must_change_password = 0 WHERE username = ?",
-                            [_hasher.hash(password), username])
-            record_audit(self.db, self.clock(), username, "change_password")
+                            [_hasher.hash(password), session.username])
+            ended = self.db.execute("DELETE FROM staff_sessions WHERE username = ? AND token_hash != ?",
+                                    [session.username, token_hash(token)]).rowcount
+            record_audit(self.db, self.clock(), session.username, "change_password",
+                         detail=f"{ended} other sessions ended")
+        return ended
 
     def logout(self, token: str) -> None:
         """End a session."""

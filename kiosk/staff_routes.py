@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edge.events import utcnow
 from kiosk import forms
 from kiosk.audit_view import audit_lines
-from kiosk.auth import StaffSession, UserError
+from kiosk.auth import StaffSession, UserError, WrongPassword
 from kiosk.desk import Visit, VisitNotFound
 from kiosk.forms import MSG, N_, FormErrors, check_visitor, parse_visits_csv, unknown_fields
 from kiosk.i18n import LANGUAGES
@@ -164,7 +164,8 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
 
     @router.post("/staff/password", include_in_schema=False)
     async def password_submit(request: Request) -> Response:
-        """A new password, chosen by the user (required after `sitewarden kiosk user reset-password`)."""
+        """A new password, chosen by the user: required after `sitewarden kiosk user reset-password`, else only
+        with the current one. The user's other sessions end."""
         session = staff(request)
         if session is None or session.stage != "full":
             return pages.redirect("/staff/login")
@@ -174,15 +175,28 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return pages.render(request, "staff_password.html", status=403, session=session,
                                 error=kiosk.msg(request, "csrf"))
         new, again = str(form.get("password", ""))[:256], str(form.get("again", ""))[:256]
+        current = str(form.get("current", ""))[:256]
         lang = pages.lang(request)
         if new != again:
             return pages.render(request, "staff_password.html", status=400, session=session,
                                 error=pages.gettext(lang, N_("The two passwords differ.")))
-        try:
-            await run_in_threadpool(auth.change_password, session.username, new)
-        except UserError:
-            return pages.render(request, "staff_password.html", status=400, session=session,
-                                error=pages.gettext(lang, N_("Use at least 12 characters.")))
+        address = kiosk.client_of(request)
+        # A wrong current password is a guess like a wrong login: the same limits hold it.
+        with login_limit.attempt(session.username, address, True) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"password change by {session.username}")
+                return pages.render(request, "staff_password.html", status=429, session=session,
+                                    error=kiosk.msg(request, "rate_limited"))
+            try:
+                await run_in_threadpool(auth.change_password, request.cookies.get(STAFF_COOKIE, ""), new, current)
+            except WrongPassword:
+                await run_in_threadpool(attempt.failed, "password")
+                counters.refuse("bad_password", request, f"password change by {session.username}")
+                return pages.render(request, "staff_password.html", status=401, session=session,
+                                    error=pages.gettext(lang, N_("Your current password is wrong.")))
+            except UserError:
+                return pages.render(request, "staff_password.html", status=400, session=session,
+                                    error=pages.gettext(lang, N_("Use at least 12 characters.")))
         return pages.redirect("/staff")
 
     @router.post("/staff/logout", include_in_schema=False)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pyotp
 import pytest
-from conftest import KioskSite, query
+from conftest import KioskSite, kiosk_config, query, wait_until, write_config
 from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery"
@@ -122,3 +122,58 @@ def test_parallel_wrong_passwords_get_no_more_tries_than_the_limit(site):
     assert sorted(set(statuses)) == [401, 429], statuses
     assert try_password(browser(site, "10.0.0.77"), "rita", PASSWORD) == 429
     assert sign_in(site, browser(site, RECEPTION_PC)) == 303, "tries in flight were never settled"
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted-proxy", "no-trusted-proxy"])
+def test_forwarded_for_decides_the_throttled_address_only_from_a_trusted_proxy(
+        tmp_path, mqtt_broker, service_factory, trusted):
+    """Behind a TLS proxy on the box every browser arrives from 127.0.0.1: with the proxy trusted
+    (`kiosk.trusted_proxies`) each browser's X-Forwarded-For is its own throttled address; without it the header
+    is ignored, or anyone could pick a fresh address for every guess. The real service (uvicorn) is run: it is
+    uvicorn that reads the headers. Plain HTTP to loopback, so cookies are not Secure here."""
+    import re
+
+    import httpx
+
+    from edge.config import load_settings
+
+    proxies = ["127.0.0.1"] if trusted else []
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          kiosk=kiosk_config(tmp_path, secure_cookies=False, trusted_proxies=proxies))
+    url = f"http://127.0.0.1:{load_settings(config).kiosk.port}"
+    service_factory(config, "kiosk")
+
+    def answers() -> bool:
+        try:
+            return httpx.get(url + "/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 20, "the kiosk to answer HTTP")
+    with httpx.Client(base_url=url, timeout=30) as client:
+        def guess(browser_address: str) -> int:
+            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/staff/login").text).group(1)
+            r = client.post("/staff/login", data={"csrf": token, "username": "rita", "password": "wrong"},
+                            headers={"X-Forwarded-For": browser_address})
+            return r.status_code
+
+        assert [guess("203.0.113.5") for _ in range(5)] == [401] * 5
+        assert guess("203.0.113.5") == 429
+        if trusted:
+            assert guess("203.0.113.6") == 401, "another browser behind the proxy was locked out with the guesser"
+        else:
+            assert guess("203.0.113.6") == 429, "X-Forwarded-For from an untrusted peer picked the address"
+    locks = query(tmp_path / "data" / "kiosk.db", "SELECT detail FROM audit WHERE action = ?",
+                  ("login_lock_account_address",))
+    assert locks == [(f"'rita' from {'203.0.113.5' if trusted else '127.0.0.1'} (wrong passwords)",)]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_refused_at_start_naming_the_key(tmp_path, mqtt_broker):
+    """uvicorn would take a mistyped entry as a literal that never matches, and the headers would be silently
+    ignored; the config check refuses it instead."""
+    from edge.config import ConfigError, load_settings
+
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          kiosk=kiosk_config(tmp_path, trusted_proxies=["127.0.0.1", "proxy.local"]))
+    with pytest.raises(ConfigError, match=r"trusted_proxies[\s\S]*'proxy.local' is not an IP address"):
+        load_settings(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import zoneinfo
@@ -383,6 +384,11 @@ class KioskSettings(Section):
     device_id: str = Field(default="reception", pattern=NAME_PATTERN, description="This kiosk's id in facts.")
     listen_host: str = Field(default="127.0.0.1", description="Address the web server listens on.")
     port: int = Field(default=8080, ge=1, le=65535, description="Port the web server listens on.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses or networks (CIDR) of "
+                                       "reverse proxies in front of the kiosk, e.g. [127.0.0.1] for a TLS proxy on "
+                                       "this box. Only from these are X-Forwarded-For and X-Forwarded-Proto "
+                                       "believed, so sign-in limits count each browser, not the proxy; empty: the "
+                                       "headers are ignored.")
     tls_cert_file: ExistingFile | None = Field(default=None, description="Serve HTTPS with this certificate (PEM).")
     tls_key_file: SecretFile | None = Field(default=None, description="Private key of `tls_cert_file`.")
     secure_cookies: bool = Field(default=True, description="Mark cookies Secure (HTTPS only). Browsers also send "
@@ -416,6 +422,16 @@ class KioskSettings(Section):
     idle_return_s: float = Field(default=60.0, ge=5, le=3600, description="A visitor screen left untouched this "
                                  "long returns to the welcome page (the badge page after twice as long), so "
                                  "nothing of one visitor is shown to the next.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/24)") from None
+        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> KioskSettings:

@@ -67,7 +67,8 @@ class Kiosk:
         self.desk.audit("system", f"login_lock_{lock}", None, f"{account[:64]!r} from {address} (wrong {what}s)")
 
     def client_of(self, request: Request) -> str:
-        """The client's address, for rate-limit keys."""
+        """The client's address, for rate-limit keys: the forwarded one when a trusted proxy sent the request
+        (uvicorn's proxy headers, `kiosk.trusted_proxies`), else the peer's."""
         return request.client.host if request.client else "?"
 
     async def read_form(self, request: Request) -> FormData:

@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from edge.events import utcnow
 from kiosk.crypto import FieldCipher
 from kiosk.desk import Storage
-from kiosk.store import iso, record_audit, token_hash
+from kiosk.store import iso, parse_iso, record_audit, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class StaffSession:
     stage: Literal["password", "full"]
     csrf: str
     must_change_password: bool = False  # after `kiosk user reset-password`: nothing else until it is changed
+    expires_at: datetime | None = None  # when the session ends (what the roll-call copy's lifetime follows)
 
     def may(self, permission: str) -> bool:
         """Whether this role has the permission."""
@@ -55,6 +56,10 @@ class StaffSession:
 
 class UserError(ValueError):
     """A staff account command that cannot be done (exists, unknown role, weak password)."""
+
+
+class WrongPassword(UserError):
+    """A password change whose current password is wrong."""
 
 
 # What an API token may do. Every scope reaches only the visits the token's client pre-registered itself.
@@ -228,20 +233,38 @@ class StaffAuth:
             return None
         with self.producer.lock:
             row = self.db.execute(
-                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password FROM staff_sessions s "
-                "JOIN staff_users u USING (username) WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+                "SELECT s.username, u.role, s.stage, s.csrf, u.must_change_password, s.expires_at "
+                "FROM staff_sessions s JOIN staff_users u USING (username) "
+                "WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
                 [token_hash(token), iso(self.clock())]
             ).fetchone()
-        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+        return StaffSession(row[0], row[1], row[2], row[3], bool(row[4]), parse_iso(row[5])) if row else None
 
-    def change_password(self, username: str, password: str) -> None:
-        """The user sets their own new password (after a reset); UserError when it is too short."""
+    def change_password(self, token: str, password: str, current: str) -> int:
+        """The signed-in user sets their own new password: `current` must be their password unless a reset
+        made them choose a new one (WrongPassword), and `password` 12 characters or more (UserError). Their
+        other sessions end (a password change is what someone does who fears it is known). Returns how many."""
+        session = self.session(token)
+        if session is None or session.stage != "full":
+            raise WrongPassword("not signed in")
         if len(password) < 12:
             raise UserError("password: at least 12 characters")
+        if not session.must_change_password:
+            with self.producer.lock:
+                stored = self.db.execute("SELECT password_hash FROM staff_users WHERE username = ?",
+                                         [session.username]).fetchone()[0]
+            try:
+                _hasher.verify(stored, current)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                raise WrongPassword("the current password is wrong") from None
         with self.producer.atomic():
             self.db.execute("UPDATE staff_users SET password_hash = ?, must_change_password = 0 WHERE username = ?",
-                            [_hasher.hash(password), username])
-            record_audit(self.db, self.clock(), username, "change_password")
+                            [_hasher.hash(password), session.username])
+            ended = self.db.execute("DELETE FROM staff_sessions WHERE username = ? AND token_hash != ?",
+                                    [session.username, token_hash(token)]).rowcount
+            record_audit(self.db, self.clock(), session.username, "change_password",
+                         detail=f"{ended} other sessions ended")
+        return ended
 
     def logout(self, token: str) -> None:
         """End a session."""

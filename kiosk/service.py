@@ -100,7 +100,9 @@ class KioskService:
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, host=kiosk.listen_host, port=kiosk.port, log_level="warning", access_log=False,
             ssl_certfile=str(kiosk.tls_cert_file) if kiosk.tls_cert_file else None,
-            ssl_keyfile=str(kiosk.tls_key_file) if kiosk.tls_key_file else None, proxy_headers=False,
+            ssl_keyfile=str(kiosk.tls_key_file) if kiosk.tls_key_file else None,
+            # The client address (sign-in limits) and scheme come from X-Forwarded-* only from a trusted proxy.
+            proxy_headers=bool(kiosk.trusted_proxies), forwarded_allow_ips=list(kiosk.trusted_proxies),
             server_header=False, lifespan="off"))
 
     @property

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edge.events import utcnow
 from kiosk import forms
 from kiosk.audit_view import audit_lines
-from kiosk.auth import StaffSession, UserError
+from kiosk.auth import StaffSession, UserError, WrongPassword
 from kiosk.desk import Visit, VisitNotFound
 from kiosk.forms import MSG, N_, FormErrors, check_visitor, parse_visits_csv, unknown_fields
 from kiosk.i18n import LANGUAGES
@@ -25,6 +25,7 @@ from kiosk.web import CSRF_FIELD, STAFF_COOKIE, STATIC_DIR, VISITOR_FIELDS, safe
 
 ROLL_CALL_COOKIE = "sw_roll"  # readable by the service worker: the session its roll-call copy belongs to
 ROLL_CALL_HEADER = "X-Roll-Call-Key"
+ROLL_CALL_EXPIRES_HEADER = "X-Roll-Call-Expires"  # the session's end, in ms since the epoch: the copy's end too
 # Logging out leaves nothing in the browser: HTTP cache, Cache Storage (the roll call) and service workers.
 CLEAR_SITE_DATA = '"cache", "storage"'
 
@@ -101,15 +102,17 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return login_page(request, refused, 403)
         username = str(form.get("username", ""))[:64].strip()
         address = kiosk.client_of(request)
-        verdict = login_limit.check(username, address, await run_in_threadpool(auth.known_address, username, address))
-        if not verdict.allowed:
-            counters.refuse("rate_limited", request, f"login as {username!r}: {verdict.lock}")
-            return login_page(request, kiosk.msg(request, "rate_limited"), 429)
-        token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
-        if token is None:
-            await run_in_threadpool(login_limit.failed, username, address, "password")
-            counters.refuse("bad_login", request, f"user {username!r}")
-            return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")), 401)
+        known = await run_in_threadpool(auth.known_address, username, address)
+        with login_limit.attempt(username, address, known) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"login as {username!r}: {attempt.verdict.lock}")
+                return login_page(request, kiosk.msg(request, "rate_limited"), 429)
+            token = await run_in_threadpool(auth.check_password, username, str(form.get("password", ""))[:256])
+            if token is None:
+                await run_in_threadpool(attempt.failed, "password")
+                counters.refuse("bad_login", request, f"user {username!r}")
+                return login_page(request, pages.gettext(pages.lang(request), N_("Wrong user name or password.")),
+                                  401)
         response = pages.redirect(f"/staff/totp?next={quote(safe_next(str(form.get('next', '/staff'))), safe='/')}")
         pages.set_cookie(response, STAFF_COOKIE, token)
         return response
@@ -133,19 +136,19 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         if (refused := kiosk.csrf_refusal(request, form)) is not None:
             return pages.render(request, "staff_totp.html", status=403, error=refused, next=nxt)
         address = kiosk.client_of(request)
-        verdict = login_limit.check(session.username, address,
-                                    await run_in_threadpool(auth.known_address, session.username, address))
-        if not verdict.allowed:
-            counters.refuse("rate_limited", request, f"code for {session.username}: {verdict.lock}")
-            return pages.render(request, "staff_totp.html", status=429, error=kiosk.msg(request, "rate_limited"),
-                                next=nxt)
-        code = str(form.get("code", "")).replace(" ", "")[:10]
-        if not await run_in_threadpool(auth.check_totp, token, code):
-            await run_in_threadpool(login_limit.failed, session.username, address, "code")
-            counters.refuse("bad_totp", request, session.username)
-            return pages.render(request, "staff_totp.html", status=401, next=nxt,
-                                error=pages.gettext(pages.lang(request), N_("That code is wrong or was used already. "
-                                                                             "Wait for the next code.")))
+        known = await run_in_threadpool(auth.known_address, session.username, address)
+        with login_limit.attempt(session.username, address, known) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"code for {session.username}: {attempt.verdict.lock}")
+                return pages.render(request, "staff_totp.html", status=429, next=nxt,
+                                    error=kiosk.msg(request, "rate_limited"))
+            code = str(form.get("code", "")).replace(" ", "")[:10]
+            if not await run_in_threadpool(auth.check_totp, token, code):
+                await run_in_threadpool(attempt.failed, "code")
+                counters.refuse("bad_totp", request, session.username)
+                return pages.render(request, "staff_totp.html", status=401, next=nxt,
+                                    error=pages.gettext(pages.lang(request), N_("That code is wrong or was used "
+                                                                                 "already. Wait for the next code.")))
         login_limit.succeeded(session.username, address)
         await run_in_threadpool(auth.remember_address, session.username, address)
         if session.must_change_password:
@@ -161,7 +164,8 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
 
     @router.post("/staff/password", include_in_schema=False)
     async def password_submit(request: Request) -> Response:
-        """A new password, chosen by the user (required after `sitewarden kiosk user reset-password`)."""
+        """A new password, chosen by the user: required after `sitewarden kiosk user reset-password`, else only
+        with the current one. The user's other sessions end."""
         session = staff(request)
         if session is None or session.stage != "full":
             return pages.redirect("/staff/login")
@@ -171,15 +175,28 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
             return pages.render(request, "staff_password.html", status=403, session=session,
                                 error=kiosk.msg(request, "csrf"))
         new, again = str(form.get("password", ""))[:256], str(form.get("again", ""))[:256]
+        current = str(form.get("current", ""))[:256]
         lang = pages.lang(request)
         if new != again:
             return pages.render(request, "staff_password.html", status=400, session=session,
                                 error=pages.gettext(lang, N_("The two passwords differ.")))
-        try:
-            await run_in_threadpool(auth.change_password, session.username, new)
-        except UserError:
-            return pages.render(request, "staff_password.html", status=400, session=session,
-                                error=pages.gettext(lang, N_("Use at least 12 characters.")))
+        address = kiosk.client_of(request)
+        # A wrong current password is a guess like a wrong login: the same limits hold it.
+        with login_limit.attempt(session.username, address, True) as attempt:
+            if not attempt.verdict.allowed:
+                counters.refuse("rate_limited", request, f"password change by {session.username}")
+                return pages.render(request, "staff_password.html", status=429, session=session,
+                                    error=kiosk.msg(request, "rate_limited"))
+            try:
+                await run_in_threadpool(auth.change_password, request.cookies.get(STAFF_COOKIE, ""), new, current)
+            except WrongPassword:
+                await run_in_threadpool(attempt.failed, "password")
+                counters.refuse("bad_password", request, f"password change by {session.username}")
+                return pages.render(request, "staff_password.html", status=401, session=session,
+                                    error=pages.gettext(lang, N_("Your current password is wrong.")))
+            except UserError:
+                return pages.render(request, "staff_password.html", status=400, session=session,
+                                    error=pages.gettext(lang, N_("Use at least 12 characters.")))
         return pages.redirect("/staff")
 
     @router.post("/staff/logout", include_in_schema=False)
@@ -263,10 +280,12 @@ def staff_router(kiosk: Kiosk) -> APIRouter:
         response = pages.render(request, "staff_evacuation.html", session=session, on_site=on_site,
                                 hostname=kiosk.hostname, now=utcnow())
         key = roll_call_key(request.cookies.get(STAFF_COOKIE, ""))
+        expires = session.expires_at or utcnow()
         response.headers[ROLL_CALL_HEADER] = key
-        if request.cookies.get(ROLL_CALL_COOKIE) != key:
-            pages.set_cookie(response, ROLL_CALL_COOKIE, key, max_age=int(kiosk.config.staff_session_hours * 3600),
-                             http_only=False)
+        response.headers[ROLL_CALL_EXPIRES_HEADER] = str(int(expires.timestamp() * 1000))
+        # The marker (and with it the worker's copy) ends with the session, not a fixed time after this visit.
+        pages.set_cookie(response, ROLL_CALL_COOKIE, key, http_only=False,
+                         max_age=max(0, int((expires - utcnow()).total_seconds())))
         return response
 
     @router.get("/staff/sw.js", include_in_schema=False)

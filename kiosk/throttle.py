@@ -11,6 +11,9 @@ Three limits, each over a sliding window of failed tries (wrong password or wron
   signed in from at most once per backoff (doubling up to `BACKOFF_MAX_S`), so a guesser with many addresses
   is slowed to a crawl. Addresses the account signed in from before are spared: the reception PC still gets in.
 
+A try is counted when it is let through (as pending, until its result settles it), not only when its slow
+password hash comes back: parallel guesses cannot all pass the check before the first failure is counted.
+
 Each lock is reported once, when it begins, through `on_lock` (the kiosk writes it to the audit log).
 """
 
@@ -44,6 +47,34 @@ class Verdict:
     retry_after_s: float = 0.0
 
 
+class Attempt:
+    """One sign-in try the throttle let through (or refused: `verdict`), counted as failed until it is settled.
+
+    Use it as a context manager: `failed()` inside the block counts the failure; leaving the block any other way
+    (right password, an error) frees the try's place without counting it.
+    """
+
+    def __init__(self, throttle: LoginThrottle, verdict: Verdict, account: str = "", address: str = "",
+                 keys: tuple[tuple[str, ...], ...] = ()) -> None:
+        self.verdict = verdict
+        self._throttle, self._account, self._address, self._keys = throttle, account, address, keys
+
+    def failed(self, what: str) -> None:
+        """The try failed (`what`: "password" or "code"); a limit it reaches is reported once (may write the
+        audit log: call it from a worker thread)."""
+        keys, self._keys = self._keys, ()
+        if keys:
+            self._throttle._settle(self._account, self._address, keys, what)
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        keys, self._keys = self._keys, ()
+        if keys:
+            self._throttle._settle(self._account, self._address, keys, None)
+
+
 class LoginThrottle:
     """Failed sign-ins counted per (account, address), per address and per account, in memory."""
 
@@ -56,6 +87,7 @@ class LoginThrottle:
         self.clock = clock
         self.on_lock = on_lock
         self._fails: dict[tuple[str, ...], deque[float]] = defaultdict(deque)
+        self._pending: dict[tuple[str, ...], int] = {}  # tries allowed and not yet settled, per key
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
@@ -67,33 +99,62 @@ class LoginThrottle:
     def _backoff(self, failures: int) -> float:
         return min(BACKOFF_BASE_S * 2 ** (failures - self.account_attempts), BACKOFF_MAX_S)
 
-    def check(self, account: str, address: str, known_address: bool) -> Verdict:
-        """May this address try this account now? `known_address`: the account signed in from it before."""
+    def _count(self, key: tuple[str, ...], now: float) -> tuple[deque[float], int]:
+        """The key's recent failures and their number with the tries still under way counted as failures."""
+        hits = self._recent(key, now)
+        return hits, len(hits) + self._pending.get(key, 0)
+
+    def attempt(self, account: str, address: str, known_address: bool) -> Attempt:
+        """May this address try this account now? `known_address`: the account signed in from it before.
+
+        An allowed try is counted at once, as if it failed, until it is settled (`Attempt.failed`, or leaving
+        its `with` block): checking and counting in two steps around the slow password hash let forty parallel
+        guesses all pass the check before the first failure was counted.
+        """
         account = account.casefold()
+        keys = (("pair", account, address), ("address", address), ("account", account))
         now = self.clock()
         with self._lock:
-            pair = self._recent(("pair", account, address), now)
-            if len(pair) >= self.attempts:
-                return Verdict(False, "account_address", pair[0] + self.window_s - now)
-            by_address = self._recent(("address", address), now)
-            if len(by_address) >= self.address_attempts:
-                return Verdict(False, "address", by_address[0] + self.window_s - now)
-            by_account = self._recent(("account", account), now)
-            if not known_address and len(by_account) >= self.account_attempts:
+            pair, pair_n = self._count(keys[0], now)
+            if pair_n >= self.attempts:
+                return Attempt(self, Verdict(False, "account_address", self._wait(pair, now)))
+            by_address, address_n = self._count(keys[1], now)
+            if address_n >= self.address_attempts:
+                return Attempt(self, Verdict(False, "address", self._wait(by_address, now)))
+            by_account, account_n = self._count(keys[2], now)
+            if not known_address and account_n >= self.account_attempts:
+                if self._pending.get(keys[2]):  # one try of a slowed account is under way: wait for it
+                    return Attempt(self, Verdict(False, "account_backoff", BACKOFF_BASE_S))
                 wait = by_account[-1] + self._backoff(len(by_account)) - now
                 if wait > 0:
-                    return Verdict(False, "account_backoff", wait)
-        return Verdict(True)
+                    return Attempt(self, Verdict(False, "account_backoff", wait))
+            for key in keys:
+                self._pending[key] = self._pending.get(key, 0) + 1
+        return Attempt(self, Verdict(True), account, address, keys)
 
-    def failed(self, account: str, address: str, what: str) -> None:
-        """Count one failed try (`what`: "password" or "code"); a limit it reaches is reported once."""
-        account = account.casefold()
+    def _wait(self, hits: deque[float], now: float) -> float:
+        return hits[0] + self.window_s - now if hits else BACKOFF_BASE_S  # only tries under way: soon
+
+    def _release(self, keys: tuple[tuple[str, ...], ...]) -> None:
+        for key in keys:
+            left = self._pending.get(key, 0) - 1
+            if left > 0:
+                self._pending[key] = left
+            else:
+                self._pending.pop(key, None)
+
+    def _settle(self, account: str, address: str, keys: tuple[tuple[str, ...], ...], what: str | None) -> None:
+        """A try under way is over: a failure (`what`: "password" or "code") is counted, a lock it reaches is
+        reported once; anything else only frees its place."""
         now = self.clock()
         began: list[Lock] = []
         with self._lock:
-            for lock, key, limit in (("account_address", ("pair", account, address), self.attempts),
-                                     ("address", ("address", address), self.address_attempts),
-                                     ("account_backoff", ("account", account), self.account_attempts)):
+            self._release(keys)
+            if what is None:
+                return
+            for lock, key, limit in (("account_address", keys[0], self.attempts),
+                                     ("address", keys[1], self.address_attempts),
+                                     ("account_backoff", keys[2], self.account_attempts)):
                 hits = self._recent(key, now)
                 hits.append(now)
                 if len(hits) == limit:

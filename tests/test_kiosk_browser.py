@@ -423,3 +423,46 @@ def test_service_worker_serves_the_roll_call_only_while_the_session_marker_lives
     assert "Marta" not in settled_html(page), "the worker served the list without a session marker"
     assert "Marta" not in everything_kept(page)
     context.close()
+
+
+@pytest.mark.parametrize("status", [502, 500])
+def test_roll_call_is_still_shown_when_the_kiosk_answers_with_a_server_error(browser, kiosk, status):
+    """A TLS proxy in front of a stopped kiosk answers 502, a failing database makes the kiosk answer 500: the
+    kept roll call must still be shown then. Route interception stands in for the proxy (context.route, not
+    page.route: in Chromium only the context's routes see the service worker's own requests)."""
+    context, page = roll_call_kept_offline(browser, kiosk, "Selma Servererror")
+    context.set_offline(False)
+    context.route("**/staff/evacuation", lambda route: route.fulfill(status=status, body="Bad Gateway"))
+    page.reload()
+    expect(page.locator("#roll-call .name")).to_have_text("Selma Servererror")
+    assert page.locator("html").get_attribute("data-from-cache") == "yes"
+    assert "Selma" in everything_kept(page), f"a {status} wiped the kept roll call"
+    context.close()
+
+
+def test_roll_call_copy_is_not_served_offline_once_its_session_has_expired(browser, kiosk):
+    """A session that ends without a logout click (it expires) takes the offline copy with it: the marker cookie
+    ends with the session, and the worker refuses a copy past the session's end even if a marker is still there."""
+    from kiosk.store import iso
+
+    context, page = roll_call_kept_offline(browser, kiosk, "Eddie Expired")
+    context.set_offline(False)
+    ends = utcnow() + timedelta(seconds=20)
+    storage, _ = kiosk.offline()
+    with storage.atomic():
+        storage.db.execute("UPDATE staff_sessions SET expires_at = ? WHERE stage = 'full'", [iso(ends)])
+    storage.db.conn.close()
+    page.reload()  # the worker keeps this copy, which ends with the shortened session
+    expect(page.locator("#roll-call .name")).to_have_text("Eddie Expired")
+    marker = next(c for c in context.cookies() if c["name"] == "sw_roll")
+    assert abs(marker["expires"] - ends.timestamp()) < 5, "the roll-call marker outlives the session"
+    context.set_offline(True)
+    page.reload()
+    expect(page.locator("#roll-call .name")).to_have_text("Eddie Expired")  # still within the session
+    wait_until(lambda: utcnow() > ends + timedelta(seconds=1), 40, "the session to expire")
+    # A marker still there (a browser that kept it): the worker's own check of the session's end must refuse.
+    context.add_cookies([{**marker, "expires": (utcnow() + timedelta(hours=1)).timestamp()}])
+    page.reload()
+    assert "Eddie" not in settled_html(page), "the worker served the list of an expired session offline"
+    assert "Eddie" not in everything_kept(page)
+    context.close()

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pyotp
 import pytest
-from conftest import KioskSite, query
+from conftest import KioskSite, kiosk_config, query, wait_until, write_config
 from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery"
@@ -96,3 +96,84 @@ def test_guessing_from_many_addresses_slows_the_account_but_its_reception_pc_sti
     assert sign_in(site, reception, step=1) == 303, "the account's own reception PC was locked out"
     site.clock.now += 3600  # the window has passed: the newcomer may try again
     assert try_password(newcomer, "rita", PASSWORD) == 303
+
+
+def test_parallel_wrong_passwords_get_no_more_tries_than_the_limit(site):
+    """Forty guesses sent at once: each try is counted when it is let through, not only once its slow password
+    hash has come back, so no more than `login_attempts` of them get to the password check."""
+    import asyncio
+    import re
+
+    import httpx
+
+    async def guess_in_parallel() -> list[int]:
+        transport = httpx.ASGITransport(app=site.service.app, client=("10.0.0.77", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            page = await client.get("/staff/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            answers = await asyncio.gather(*(
+                client.post("/staff/login", data={"csrf": token, "username": "rita", "password": f"wrong {i}"})
+                for i in range(40)))
+            return [r.status_code for r in answers]
+
+    statuses = asyncio.run(guess_in_parallel())
+    attempts = site.settings.kiosk.login_attempts
+    assert statuses.count(401) <= attempts, f"{statuses.count(401)} parallel guesses reached the password check"
+    assert sorted(set(statuses)) == [401, 429], statuses
+    assert try_password(browser(site, "10.0.0.77"), "rita", PASSWORD) == 429
+    assert sign_in(site, browser(site, RECEPTION_PC)) == 303, "tries in flight were never settled"
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted-proxy", "no-trusted-proxy"])
+def test_forwarded_for_decides_the_throttled_address_only_from_a_trusted_proxy(
+        tmp_path, mqtt_broker, service_factory, trusted):
+    """Behind a TLS proxy on the box every browser arrives from 127.0.0.1: with the proxy trusted
+    (`kiosk.trusted_proxies`) each browser's X-Forwarded-For is its own throttled address; without it the header
+    is ignored, or anyone could pick a fresh address for every guess. The real service (uvicorn) is run: it is
+    uvicorn that reads the headers. Plain HTTP to loopback, so cookies are not Secure here."""
+    import re
+
+    import httpx
+
+    from edge.config import load_settings
+
+    proxies = ["127.0.0.1"] if trusted else []
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          kiosk=kiosk_config(tmp_path, secure_cookies=False, trusted_proxies=proxies))
+    url = f"http://127.0.0.1:{load_settings(config).kiosk.port}"
+    service_factory(config, "kiosk")
+
+    def answers() -> bool:
+        try:
+            return httpx.get(url + "/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, 20, "the kiosk to answer HTTP")
+    with httpx.Client(base_url=url, timeout=30) as client:
+        def guess(browser_address: str) -> int:
+            token = re.search(r'name="csrf" value="([^"]+)"', client.get("/staff/login").text).group(1)
+            r = client.post("/staff/login", data={"csrf": token, "username": "rita", "password": "wrong"},
+                            headers={"X-Forwarded-For": browser_address})
+            return r.status_code
+
+        assert [guess("203.0.113.5") for _ in range(5)] == [401] * 5
+        assert guess("203.0.113.5") == 429
+        if trusted:
+            assert guess("203.0.113.6") == 401, "another browser behind the proxy was locked out with the guesser"
+        else:
+            assert guess("203.0.113.6") == 429, "X-Forwarded-For from an untrusted peer picked the address"
+    locks = query(tmp_path / "data" / "kiosk.db", "SELECT detail FROM audit WHERE action = ?",
+                  ("login_lock_account_address",))
+    assert locks == [(f"'rita' from {'203.0.113.5' if trusted else '127.0.0.1'} (wrong passwords)",)]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_refused_at_start_naming_the_key(tmp_path, mqtt_broker):
+    """uvicorn would take a mistyped entry as a literal that never matches, and the headers would be silently
+    ignored; the config check refuses it instead."""
+    from edge.config import ConfigError, load_settings
+
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", mqtt_broker.port, None,
+                          kiosk=kiosk_config(tmp_path, trusted_proxies=["127.0.0.1", "proxy.local"]))
+    with pytest.raises(ConfigError, match=r"trusted_proxies[\s\S]*'proxy.local' is not an IP address"):
+        load_settings(config)

@@ -117,3 +117,27 @@ def test_after_a_password_reset_the_user_must_choose_a_new_password_before_anyth
     assert r.status_code == 303 and signed_in(kiosk_site)
     assert password_ok(kiosk_site, "anna", "a brand new secret") and not password_ok(kiosk_site, "anna", one_time)
     assert query(kiosk_site.db_path, "SELECT actor FROM audit WHERE action = 'change_password'") == [("anna",)]
+
+
+def test_changing_a_password_asks_for_the_current_one_and_ends_the_users_other_sessions(kiosk_site):
+    """Someone at a console left signed in must not be able to take the account over by setting a new password;
+    the owner changing it (because it may be known) signs out every other session."""
+    secret = staff_login(kiosk_site, "anna")
+    totp = pyotp.TOTP(secret)
+    elsewhere = kiosk_site.auth.check_password("anna", PASSWORD)  # anna signed in at a second PC too
+    assert kiosk_site.auth.check_totp(elsewhere, totp.generate_otp(totp.timecode(datetime.now()) + 1))
+    page = kiosk_site.client.get("/staff/password")
+    assert 'name="current"' in page.text
+    form_csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    new = {"csrf": form_csrf, "password": "a brand new secret", "again": "a brand new secret"}
+    for current in ({}, {"current": "not my password"}):
+        r = kiosk_site.client.post("/staff/password", data={**new, **current}, follow_redirects=False)
+        assert r.status_code == 401 and "current password is wrong" in r.text, "changed without the current one"
+    assert kiosk_site.auth.check_password("anna", PASSWORD) is not None
+    assert kiosk_site.auth.session(elsewhere) is not None
+    r = kiosk_site.client.post("/staff/password", data={**new, "current": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 303 and signed_in(kiosk_site), "the session that changed the password ended"
+    assert kiosk_site.auth.session(elsewhere) is None, "another session of the user survived the change"
+    assert kiosk_site.auth.check_password("anna", "a brand new secret") is not None
+    # The second PC's session and the half sign-in (password stage) the unchanged-password check above made.
+    assert audit(kiosk_site, "change_password") == [("anna", "2 other sessions ended")]

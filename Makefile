@@ -39,21 +39,35 @@ demo: $(VENV)/.installed-demo
 	@$(MAKE) --no-print-directory model
 	$(VENV)/bin/sitewarden demo $(if $(DURATION),--duration $(DURATION))
 
-# Debian packages the tests use: a real mosquitto broker, and Chromium for the kiosk's browser tests
-# (Playwright drives /usr/bin/chromium; it cannot download its own browser here), and libpcap0.8, which
-# scapy needs to compile netmon's capture filters, and debootstrap, which builds the Debian root the
-# provisioning test applies the Ansible playbook to. Installed when root.
+# Debian packages the tests use, so that `make test` as root passes on a bare minimal Debian (debootstrap
+# --variant=minbase with python3, make and git; .ci/fresh-debian checks exactly that). tests/test_make.py
+# checks that every command the tests run comes from one of them. What each is for:
+#   mosquitto    the real broker, and mosquitto_passwd (test_tls)
+#   openssl      test_tls makes its CA and server certificate with it
+#   chromium     the kiosk's browser tests (Playwright drives /usr/bin/chromium; it cannot download its own)
+#   libatomic1   Playwright's bundled node links it
+#   libpcap0.8   scapy compiles netmon's capture filters with it
+#   iproute2     `ip`: the live netmon tests' network namespace and veth pair (netmon/lab.py)
+#   debootstrap  builds the Debian root the provisioning tests apply the playbook to (then chroot and mount,
+#                which every Debian has)
+TEST_DEBS := mosquitto openssl chromium libatomic1 libpcap0.8 iproute2 debootstrap
+
+# Checked by package name (dpkg-query), not by command, so a library or a half-removed package counts too.
+# Installed in one apt-get call when root; otherwise the exact command to run is printed.
 test-system-deps:
-	@missing=""; \
-	if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then missing="$$missing mosquitto openssl"; fi; \
-	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
-	if ! ls /usr/lib/*/libpcap.so.0.8 >/dev/null 2>&1; then missing="$$missing libpcap0.8"; fi; \
-	if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then missing="$$missing debootstrap"; fi; \
+	@if ! command -v dpkg-query >/dev/null; then \
+	  echo ">> not a Debian system: make sure the equivalents of these Debian packages are installed: $(TEST_DEBS)"; \
+	  exit 0; fi; \
+	missing=""; \
+	for deb in $(TEST_DEBS); do \
+	  dpkg-query -W -f='$${db:Status-Abbrev}' $$deb 2>/dev/null | grep -q '^ii' || missing="$$missing $$deb"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(IS_ROOT)" ] && command -v apt-get >/dev/null; then \
 	    echo ">> installing$$missing (Debian packages) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "the tests need$$missing: run 'sudo apt-get install$$missing' (or make test as root)" >&2; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else echo "the tests need these Debian packages, not installed here:$$missing" >&2; \
+	    echo "run 'sudo apt-get install$$missing' (or make test as root) and try again" >&2; exit 1; fi; \
 	fi
 
 lint: $(VENV)/.installed-dev

@@ -7,7 +7,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from edge.events import utcnow
 from kiosk.crypto import FieldCipher
 from kiosk.desk import Storage
 from kiosk.store import iso, parse_iso, record_audit, token_hash
+from kiosk.throttle import SlidingWindow
 
 logger = logging.getLogger(__name__)
 
@@ -338,27 +338,18 @@ class RateLimiter:
         self.limit = limit
         self.window_s = window_s
         self.clock = clock
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._window = SlidingWindow(window_s)
         self._lock = threading.Lock()
-
-    def _trim(self, key: str, now: float) -> deque[float]:
-        hits = self._hits[key]
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        return hits
 
     def blocked(self, *keys: str) -> bool:
         """Whether any key has used up its allowance (does not count a hit)."""
         now = self.clock()
         with self._lock:
-            return any(len(self._trim(k, now)) >= self.limit for k in keys)
+            return any(len(self._window.recent(k, now)) >= self.limit for k in keys)
 
     def hit(self, *keys: str) -> None:
         """Count one event against every key."""
         now = self.clock()
         with self._lock:
             for key in keys:
-                self._trim(key, now).append(now)
-            if len(self._hits) > 10_000:  # forget idle keys so a scan cannot grow memory without bound
-                for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window_s]:
-                    del self._hits[key]
+                self._window.add(key, now)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +36,36 @@ BACKOFF_MAX_S = 60.0
 MAX_KEYS = 10_000
 
 Lock = Literal["account_address", "address", "account_backoff"]
+
+
+class SlidingWindow:
+    """Event times per key within the last `window_s`, in memory; the caller holds its own lock. Keys idle for
+    a whole window are forgotten once there are more than MAX_KEYS, so a scan cannot grow memory without bound.
+    The kiosk's check-in limit (auth.RateLimiter) and the sign-in throttle both count on it."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._hits: dict[Hashable, deque[float]] = defaultdict(deque)
+
+    def recent(self, key: Hashable, now: float) -> deque[float]:
+        """The key's event times inside the window ending `now`, oldest first."""
+        hits = self._hits[key]
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        return hits
+
+    def add(self, key: Hashable, now: float) -> deque[float]:
+        """Count one event at `now` against the key; its recent times, this one included."""
+        hits = self.recent(key, now)
+        hits.append(now)
+        if len(self._hits) > MAX_KEYS:
+            for idle in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window_s]:
+                del self._hits[idle]
+        return hits
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the key's events."""
+        self._hits.pop(key, None)
 
 
 @dataclass(frozen=True)
@@ -86,22 +116,16 @@ class LoginThrottle:
         self.window_s = window_s
         self.clock = clock
         self.on_lock = on_lock
-        self._fails: dict[tuple[str, ...], deque[float]] = defaultdict(deque)
+        self._fails = SlidingWindow(window_s)
         self._pending: dict[tuple[str, ...], int] = {}  # tries allowed and not yet settled, per key
         self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
-        hits = self._fails[key]
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        return hits
 
     def _backoff(self, failures: int) -> float:
         return min(BACKOFF_BASE_S * 2 ** (failures - self.account_attempts), BACKOFF_MAX_S)
 
     def _count(self, key: tuple[str, ...], now: float) -> tuple[deque[float], int]:
         """The key's recent failures and their number with the tries still under way counted as failures."""
-        hits = self._recent(key, now)
+        hits = self._fails.recent(key, now)
         return hits, len(hits) + self._pending.get(key, 0)
 
     def attempt(self, account: str, address: str, known_address: bool) -> Attempt:
@@ -155,13 +179,8 @@ class LoginThrottle:
             for lock, key, limit in (("account_address", keys[0], self.attempts),
                                      ("address", keys[1], self.address_attempts),
                                      ("account_backoff", keys[2], self.account_attempts)):
-                hits = self._recent(key, now)
-                hits.append(now)
-                if len(hits) == limit:
+                if len(self._fails.add(key, now)) == limit:
                     began.append(lock)  # type: ignore[arg-type]
-            if len(self._fails) > MAX_KEYS:  # forget idle keys so a scan cannot grow memory without bound
-                for key in [k for k, v in self._fails.items() if not v or v[-1] <= now - self.window_s]:
-                    del self._fails[key]
         for lock in began:
             logger.warning("sign-in %s lock on %r from %s after a wrong %s", lock, account, address, what)
             if self.on_lock is not None:
@@ -170,4 +189,4 @@ class LoginThrottle:
     def succeeded(self, account: str, address: str) -> None:
         """A full sign-in: this pair's failures are forgotten (the account's and the address's stay)."""
         with self._lock:
-            self._fails.pop(("pair", account.casefold(), address), None)
+            self._fails.forget(("pair", account.casefold(), address))

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge.processes import alive, processes_mentioning, stop_pids
+from edge.processes import alive, cmdline, processes_mentioning, stop_pids
 
 STOP_DEADLINE_S = 10.0
 
@@ -95,14 +95,7 @@ def stop_leftovers(data_dir: Path, config_path: Path) -> dict[int, str]:
     except (OSError, ValueError):
         recorded = {}
     for name, pid in recorded.items() if isinstance(recorded, dict) else ():
-        if isinstance(pid, int) and pid not in found and alive(pid) and str(data_dir) in _cmdline(pid):
+        if isinstance(pid, int) and pid not in found and alive(pid) and str(data_dir) in cmdline(pid):
             found[pid] = name
     stop_pids(found, STOP_DEADLINE_S)
     return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""

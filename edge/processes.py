@@ -75,6 +75,14 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def cmdline(pid: int) -> str:
+    """The command line `pid` runs, words joined by spaces; "" when it cannot be read (gone, not ours)."""
+    try:
+        return (Path(f"/proc/{pid}") / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def processes_mentioning(markers: Iterable[str]) -> dict[int, str]:
     """This user's running processes (not this one) whose command line contains one of `markers`, with it."""
     markers = [m for m in markers if m]
@@ -85,11 +93,11 @@ def processes_mentioning(markers: Iterable[str]) -> dict[int, str]:
         try:
             if entry.stat().st_uid != os.getuid():
                 continue
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+        except OSError:
             continue
-        if cmdline and any(m in cmdline for m in markers) and alive(int(entry.name)):
-            found[int(entry.name)] = cmdline
+        command = cmdline(int(entry.name))
+        if command and any(m in command for m in markers) and alive(int(entry.name)):
+            found[int(entry.name)] = command
     return found
 
 
